@@ -1,0 +1,163 @@
+"""Tinybird's HTTP API over a Workspace: same routes, JSON shapes, status codes and error bodies."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .auth import Token
+from .pipes import RequestError, bad_request
+from .project import ProjectError
+from .workspace import BuildError, Workspace
+
+MAX_EVENTS_BODY = 10 * 1024 * 1024  # Tinybird's Events API limit per request
+_OUTPUT_FORMATS = {
+    "json": ("JSON", "application/json"),
+    "csv": ("CSVWithNames", "text/csv; charset=utf-8"),
+    "ndjson": ("JSONEachRow", "application/x-ndjson"),
+}
+_SQL_MEDIA = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson", "CSVWithNames": "text/csv"}
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _token(request: Request, workspace: Workspace) -> Token:
+    header = request.headers.get("authorization", "")
+    value = header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token")
+    return workspace.tokens.authenticate(value)
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_EVENTS_BODY:
+        raise RequestError(413, f"Request body of {declared} bytes exceeds the 10 MB limit of the Events API")
+    body = await request.body()
+    encoding = request.headers.get("content-encoding", "").lower()
+    try:
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+    except (OSError, zlib.error, EOFError):
+        raise bad_request(f"Request body is not valid {encoding} data") from None
+    if len(body) > MAX_EVENTS_BODY:
+        raise RequestError(413, f"Request body of {len(body)} bytes exceeds the 10 MB limit of the Events API")
+    return body
+
+
+def build_app(workspace: Workspace) -> Starlette:
+    def handler(fn: Callable[[Request], Awaitable[Response]]):
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except RequestError as exc:
+                return error(exc.status, exc.message)
+            except (ProjectError, BuildError) as exc:
+                return error(400, str(exc))
+
+        return wrapped
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def local_tokens(request: Request) -> Response:
+        return JSONResponse(workspace.tokens.local_tokens())
+
+    async def list_tokens(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))
+        return JSONResponse({"tokens": [t.as_json() for t in workspace.tokens.all()]})
+
+    async def events(request: Request) -> Response:
+        token = _token(request, workspace)
+        ds = workspace.datasource(request.query_params.get("name"))
+        workspace.tokens.require(token, "DATASOURCES:APPEND", ds.name)
+        body = await _body(request)
+        result = await run_in_threadpool(workspace.ingest, ds, body)
+        wait = request.query_params.get("wait", "false").lower() in ("true", "1")
+        return JSONResponse(result.as_json(), status_code=200 if wait else 202)
+
+    async def pipe_data(request: Request) -> Response:
+        name, _, ext = request.path_params["file"].rpartition(".")
+        if ext not in _OUTPUT_FORMATS or not name:
+            raise RequestError(404, f"Unknown format '{ext}': use .json, .csv or .ndjson")
+        token = _token(request, workspace)
+        renderer = workspace.endpoint(name)
+        workspace.tokens.require(token, "PIPES:READ", name)
+        values = {k: v for k, v in request.query_params.items() if k != "token"}
+        if request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
+            payload = await request.json()
+            if not isinstance(payload, dict):
+                raise bad_request("A POST body must be a JSON object of parameters")
+            values.update({k: str(v) for k, v in payload.items()})
+        fmt, media = _OUTPUT_FORMATS[ext]
+        body = await run_in_threadpool(lambda: workspace.run_read_query(renderer.render(values), fmt))
+        return Response(body, media_type=media)
+
+    async def list_pipes(request: Request) -> Response:
+        _token(request, workspace)
+        pipes = [
+            {
+                "name": p.name,
+                "description": p.description,
+                "type": p.kind or "default",
+                "nodes": [n.name for n in p.nodes],
+            }
+            for p in workspace.project.pipes.values()
+        ]
+        return JSONResponse({"pipes": pipes})
+
+    async def sql(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))
+        q = request.query_params.get("q")
+        if q is None and request.method == "POST":
+            form = await request.form()
+            q = form.get("q") or (await request.body()).decode("utf-8", "replace")
+        body, fmt = await run_in_threadpool(workspace.sql_query, q or "")
+        return Response(body, media_type=_SQL_MEDIA.get(fmt, "text/plain; charset=utf-8"))
+
+    async def list_datasources(request: Request) -> Response:
+        _token(request, workspace)
+        return JSONResponse({"datasources": await run_in_threadpool(workspace.datasources_info)})
+
+    async def datasource_info(request: Request) -> Response:
+        _token(request, workspace)
+        ds = workspace.datasource(request.path_params["name"])
+        return JSONResponse(await run_in_threadpool(workspace.datasource_info, ds))
+
+    async def build(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))
+        report = await run_in_threadpool(workspace.build)
+        return JSONResponse({"result": "success", "changes": report.lines})
+
+    async def not_found(request: Request, exc) -> Response:
+        return error(404, f"Not found: {request.url.path}")
+
+    async def method_not_allowed(request: Request, exc) -> Response:
+        return error(405, f"Method {request.method} not allowed on {request.url.path}")
+
+    async def internal_error(request: Request, exc) -> Response:
+        return error(500, f"Internal error: {type(exc).__name__}")
+
+    routes = [
+        Route("/v0/health", handler(health)),
+        Route("/tokens", handler(local_tokens)),
+        Route("/v0/tokens", handler(list_tokens)),
+        Route("/v0/events", handler(events), methods=["POST"]),
+        Route("/v0/pipes", handler(list_pipes)),
+        Route("/v0/pipes/{file}", handler(pipe_data), methods=["GET", "POST"]),
+        Route("/v0/sql", handler(sql), methods=["GET", "POST"]),
+        Route("/v0/datasources", handler(list_datasources)),
+        Route("/v0/datasources/{name}", handler(datasource_info)),
+        Route("/v0/build", handler(build), methods=["POST"]),
+    ]
+    handlers = {404: not_found, 405: method_not_allowed, 500: internal_error, Exception: internal_error}
+    return Starlette(routes=routes, exception_handlers=handlers)

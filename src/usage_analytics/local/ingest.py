@@ -1,0 +1,163 @@
+"""NDJSON rows into a datasource, as Tinybird's Events API does: good rows land, bad rows go to quarantine.
+
+The lines travel to ClickHouse as one Arrow column; ClickHouse extracts every jsonpath, casts it to the
+column's type and decides per row whether it fits. Two passes: the first returns only the rows that do
+not fit (normally few) with their raw values and reasons, the second inserts the rest in one INSERT.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pyarrow as pa
+
+from . import ddl
+from .engine import Engine
+from .project import Column, Datasource
+
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    successful_rows: int
+    quarantined_rows: int
+    import_id: str
+
+    def as_json(self) -> dict:
+        return {"successful_rows": self.successful_rows, "quarantined_rows": self.quarantined_rows}
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _path_args(col: Column) -> str:
+    """`$.a.b[0]` as JSONExtract arguments `'a', 'b', 1` (ClickHouse indexes arrays from 1)."""
+    path = col.jsonpath or f"$.{col.name}"
+    parts = []
+    for piece in path.removeprefix("$").strip(".").split("."):
+        name = _INDEX.sub("", piece)
+        if name:
+            parts.append(_sql_str(name))
+        parts.extend(str(int(i) + 1) for i in _INDEX.findall(piece))
+    return ", ".join(parts)
+
+
+def _base_type(sql_type: str) -> str:
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if sql_type.startswith(wrapper):
+            return _base_type(sql_type[len(wrapper) : -1])
+    return sql_type
+
+
+def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str, str]:
+    """(value expression, NULL when the text does not fit) and the JSON kinds a value may have."""
+    base = _base_type(col.type)
+    if base == "String":
+        return text, "1"
+    if base.startswith("DateTime64"):
+        precision = base[len("DateTime64(") :].split(",")[0].rstrip(")") or "3"
+        return f"parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC')", f"{json_type} = 'String'"
+    if base.startswith("DateTime"):
+        return f"parseDateTimeBestEffortOrNull({text}, 'UTC')", f"{json_type} IN ('String', 'Int64', 'UInt64')"
+    if base in ("Date", "Date32"):
+        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} = 'String'"
+    if base.startswith(("Array(", "Map(", "Tuple(")):
+        kind = "Array" if base.startswith("Array(") else "Object"
+        return f"JSONExtract(line, {args}, {_sql_str(base)})", f"{json_type} = '{kind}'"
+    return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
+
+
+@dataclass(frozen=True)
+class _ColumnSQL:
+    present: str
+    text: str
+    parse: str
+    ok: str
+    value: str
+    error: str
+
+
+def _column_sql(i: int, col: Column) -> _ColumnSQL:
+    args = _path_args(col)
+    json_type = f"JSONType(line, {args})"
+    present = f"({json_type} != 'Null')"
+    text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
+    parsed, kind_ok = _parse_expr(col, f"x{i}", json_type, args)
+    ok = f"if(p{i}, {kind_ok} AND v{i} IS NOT NULL, {int(col.accepts_missing)})"
+    fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
+    if col.sql_type.startswith("Nullable(") and col.default is None:
+        value = f"CAST(if(p{i}, v{i}, NULL) AS {col.sql_type})"
+    else:
+        value = f"CAST(if(p{i}, assumeNotNull(v{i}), {fallback}) AS {col.sql_type})"
+    error = (
+        f"if(ok{i}, '', if(p{i}, concat('value ', x{i}, ' is not a valid {col.type}'), "
+        f"'missing value for column {col.name} ({col.type}) with no DEFAULT'))"
+    )
+    return _ColumnSQL(present, text, parsed, ok, value, error)
+
+
+@lru_cache(maxsize=256)
+def _statements(ds: Datasource) -> tuple[str, str]:
+    cols = [_column_sql(i, c) for i, c in enumerate(ds.columns)]
+    per_column = []
+    for i, c in enumerate(cols):
+        per_column += [f"{c.present} AS p{i}", f"{c.text} AS x{i}", f"{c.parse} AS v{i}", f"{c.ok} AS ok{i}"]
+    all_ok = " AND ".join(["is_object"] + [f"ok{i}" for i in range(len(cols))])
+    staged = (
+        "SELECT i, line, isValidJSON(line) AND JSONType(line) = 'Object' AS is_object, "
+        + ", ".join(per_column)
+        + f", {all_ok} AS row_ok FROM Python(_tb_ingest_batch)"
+    )
+    names = ", ".join(f"`{c.name}`" for c in ds.columns)
+    values = ", ".join(c.value for c in cols)
+    insert = f"INSERT INTO {ddl.table(ds.name)} ({names}) SELECT {values} FROM ({staged}) WHERE row_ok"
+    raw_values = ", ".join(f"if(p{i}, x{i}, NULL) AS `{c.name}`" for i, c in enumerate(ds.columns))
+    errors = ", ".join(c.error for c in cols)
+    columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
+    rejected = (
+        f"SELECT i, {raw_values}, "
+        f"if(is_object, arrayFilter(x -> x != '', [{columns}]), []) AS c__error_column, "
+        f"if(is_object, arrayFilter(x -> x != '', [{errors}]), "
+        "[concat('invalid JSON object: ', substring(line, 1, 200))]) AS c__error "
+        f"FROM ({staged}) WHERE NOT row_ok ORDER BY i"
+    )
+    return insert, rejected
+
+
+def split_lines(body: bytes) -> list[bytes]:
+    return [line for line in body.split(b"\n") if line.strip()]
+
+
+def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestResult:
+    """Insert every line that fits `ds`; put the others in `<ds>_quarantine`. Nothing is dropped."""
+    import_id = str(uuid.uuid4())
+    if not lines:
+        return IngestResult(0, 0, import_id)
+    insert, rejected = _statements(ds)
+    _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
+        {"i": pa.array(range(len(lines)), pa.uint32()), "line": pa.array(lines, pa.string())}
+    )
+    bad = engine.rows(rejected)
+    if bad:
+        quarantine_rows(engine, ds, bad, import_id)
+    if len(bad) < len(lines):
+        engine.query(insert)
+    return IngestResult(len(lines) - len(bad), len(bad), import_id)
+
+
+def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str) -> None:
+    columns = {c.name: pa.array([r[c.name] for r in rows], pa.string()) for c in ds.columns}
+    for name in ("c__error_column", "c__error"):
+        columns[name] = pa.array([r[name] for r in rows], pa.list_(pa.string()))
+    columns["c__import_id"] = pa.array([import_id] * len(rows), pa.string())
+    _tb_quarantine_batch = pa.table(columns)  # noqa: F841 - read by name by chDB's Python() table function
+    names = ", ".join(f"`{n}`" for n in columns)
+    engine.query(
+        f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)} ({names}, insertion_date) "
+        f"SELECT {names}, now() FROM Python(_tb_quarantine_batch)"
+    )

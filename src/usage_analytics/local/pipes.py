@@ -1,0 +1,196 @@
+"""Pipe SQL as Tinybird runs it: typed parameters, Tinybird's template engine, nodes inlined as subqueries."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+from tinybird.sql_template import (
+    SQLTemplateException,
+    get_template_and_variables,
+    get_var_names_and_types_cached,
+    render_sql_template,
+)
+from tinybird.sql_toolset import replace_tables, sql_get_used_tables
+
+from .project import Node, Pipe
+
+
+class RequestError(Exception):
+    """A request Tinybird would refuse: HTTP status and a one-line message for `{"error": ...}`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bad_request(message: str) -> RequestError:
+    return RequestError(400, message)
+
+
+_INT_RANGES = {
+    f"{sign}Int{bits}": ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if sign == "" else (0, 2**bits - 1))
+    for sign in ("", "U")
+    for bits in (8, 16, 32, 64, 128, 256)
+}
+_INT_RANGES.update({"Int": _INT_RANGES["Int32"], "Integer": _INT_RANGES["Int32"]})
+_DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def _valid_datetime(value: str, with_fraction: bool) -> bool:
+    text = value.strip().removesuffix("Z")
+    if with_fraction and "." in text:
+        text, _, fraction = text.partition(".")
+        if not fraction.isdigit():
+            return False
+    for fmt in _DATETIME_FORMATS:
+        try:
+            datetime.strptime(text, fmt)
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def type_error(type_name: str, value: str) -> str | None:
+    """Why `value` is not a valid `type_name` parameter, or None when it is."""
+    if type_name in _INT_RANGES:
+        low, high = _INT_RANGES[type_name]
+        if not _INTEGER.match(value.strip()):
+            return f"expected an integer ({type_name})"
+        if not low <= int(value) <= high:
+            return f"out of range for {type_name} ({low}..{high})"
+    elif type_name in ("Float32", "Float64"):
+        try:
+            float(value)
+        except ValueError:
+            return f"expected a number ({type_name})"
+    elif type_name in ("DateTime", "DateTime64"):
+        if not _valid_datetime(value, type_name == "DateTime64"):
+            return f"expected a {type_name} as YYYY-MM-DD HH:MM:SS"
+    elif type_name == "Date":
+        try:
+            datetime.strptime(value.strip(), "%Y-%m-%d")
+        except ValueError:
+            return "expected a Date as YYYY-MM-DD"
+    elif type_name in ("Boolean", "bool") and value.lower() not in ("true", "false", "1", "0"):
+        return "expected a Boolean (true or false)"
+    return None
+
+
+@dataclass
+class Parameter:
+    name: str
+    type: str = "String"
+    default: object = None
+    required: bool = False
+    description: str = ""
+    enum: tuple[str, ...] = ()
+
+    def check(self, value: str) -> None:
+        problem = type_error(self.type, value)
+        if problem:
+            raise bad_request(f"Invalid value {value!r} for parameter '{self.name}': {problem}")
+        if self.enum and value not in self.enum:
+            allowed = ", ".join(self.enum)
+            raise bad_request(f"Invalid value {value!r} for parameter '{self.name}': expected one of {allowed}")
+
+
+def _template_sql(node: Node) -> str | None:
+    sql = node.sql.lstrip()
+    return sql[1:] if sql.startswith("%") else None
+
+
+def declared_parameters(pipe: Pipe) -> dict[str, Parameter]:
+    """Every parameter the pipe's templates declare, merged across nodes (a typed use beats a bare one)."""
+    params: dict[str, Parameter] = {}
+    for node in pipe.nodes:
+        sql = _template_sql(node)
+        if sql is None:
+            continue
+        try:
+            template, _, _ = get_template_and_variables(sql, node.name)
+            variables = get_var_names_and_types_cached(template)
+        except SQLTemplateException as exc:
+            raise bad_request(f"pipe {pipe.name}, node {node.name}: {exc}") from None
+        for var in variables:
+            param = params.setdefault(var["name"], Parameter(var["name"]))
+            # a bare `defined(x)` reports String; a typed call such as Int32(x) says what x really is
+            if var.get("used_in") is None and var.get("type") and var["type"] != "String":
+                param.type = var["type"]
+            if var.get("default") is not None and param.default is None:
+                param.default = var["default"]
+            param.required = param.required or bool(var.get("required"))
+            param.description = param.description or var.get("description") or ""
+            if var.get("enum") and not param.enum:
+                param.enum = tuple(str(v) for v in var["enum"])
+    return params
+
+
+class PipeRenderer:
+    """Turns (pipe, parameters) into one SQL statement over the workspace's tables."""
+
+    def __init__(self, pipe: Pipe, resolve_table: Callable[[str, dict], tuple[str, str] | None]):
+        self.pipe = pipe
+        self._resolve_table = resolve_table  # name -> (database, table) or ('', '(subquery)'), None if unknown
+
+    @cached_property
+    def parameters(self) -> dict[str, Parameter]:
+        return declared_parameters(self.pipe)
+
+    def validate(self, values: dict[str, str]) -> None:
+        for name, param in self.parameters.items():
+            if name in values:
+                param.check(values[name])
+            elif param.required and param.default is None:
+                raise bad_request(
+                    f"Missing required parameter '{name}' ({param.type}): {param.description}".rstrip(": ")
+                )
+
+    def render(self, values: dict[str, str], node_name: str | None = None) -> str:
+        """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined."""
+        self.validate(values)
+        target = node_name or self.pipe.output_node.name
+        rendered: dict[tuple[str, str], tuple[str, str]] = {}
+        for node in self.pipe.nodes:
+            sql = self._render_node(node, values)
+            sql = self._resolve(sql, rendered, values)
+            if node.name == target:
+                return sql
+            rendered[("", node.name)] = ("", f"({sql})")
+        raise RequestError(404, f"pipe {self.pipe.name} has no node {target}")
+
+    def _render_node(self, node: Node, values: dict[str, str]) -> str:
+        template = _template_sql(node)
+        if template is None:
+            return node.sql
+        try:
+            sql, _, _ = render_sql_template(template, dict(values), name=node.name)
+        except SQLTemplateException as exc:
+            raise bad_request(str(exc).removeprefix("Template Syntax Error: ")) from None
+        except ValueError as exc:  # the template's own {{ error('...') }}
+            raise bad_request(str(exc)) from None
+        return sql
+
+    def _resolve(self, sql: str, earlier: dict, values: dict[str, str]) -> str:
+        mapping = dict(earlier)
+        try:
+            used = sql_get_used_tables(sql, raising=True, table_functions=False)
+        except Exception as exc:
+            raise bad_request(f"pipe {self.pipe.name}: invalid SQL: {str(exc).splitlines()[0]}") from None
+        for database, name, _ in used:
+            key = ("", name)
+            if database or key in mapping:
+                continue
+            resolved = self._resolve_table(name, values)
+            if resolved is not None:
+                mapping[key] = resolved
+        try:
+            return replace_tables(sql, mapping)
+        except Exception as exc:
+            raise bad_request(f"pipe {self.pipe.name}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,197 @@
+"""Reads a Tinybird project folder with Tinybird's own datafile parser.
+
+Nothing here knows about usage-analytics: any folder of `.datasource` and `.pipe` files loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from tinybird.datafile.parse_datasource import parse_datasource
+from tinybird.datafile.parse_pipe import parse_pipe
+
+SKIPPED_DIRS = {".venv", ".git", "node_modules", ".tinybird-local", "__pycache__"}
+
+
+class ProjectError(Exception):
+    """A datafile that cannot be loaded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    jsonpath: str | None
+    default: str | None  # the SQL expression after DEFAULT, if any
+    nullable: bool
+
+    @property
+    def sql_type(self) -> str:
+        return f"Nullable({self.type})" if self.nullable and not self.type.startswith("Nullable(") else self.type
+
+    @property
+    def accepts_missing(self) -> bool:
+        """A missing or null value is stored (as NULL or the DEFAULT) instead of quarantining the row."""
+        return self.default is not None or self.sql_type.startswith("Nullable(")
+
+
+@dataclass(frozen=True)
+class Datasource:
+    name: str
+    columns: tuple[Column, ...]
+    engine: str
+    engine_params: tuple[tuple[str, str], ...]  # (ENGINE_* setting, value); a tuple keeps the class hashable
+    description: str = ""
+    tokens: tuple[tuple[str, str], ...] = ()  # (token name, permission)
+    path: str = ""
+
+    @property
+    def engine_args(self) -> dict[str, str]:
+        return dict(self.engine_params)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    sql: str
+    description: str = ""
+    kind: str = ""  # "", "endpoint", "materialized" or "copy"
+    target: str | None = None  # datasource fed by a materialized or copy node
+
+
+@dataclass(frozen=True)
+class Pipe:
+    name: str
+    nodes: tuple[Node, ...]
+    description: str = ""
+    tokens: tuple[tuple[str, str], ...] = ()
+    path: str = ""
+
+    @property
+    def kind(self) -> str:
+        return next((n.kind for n in self.nodes if n.kind), "")
+
+    @property
+    def output_node(self) -> Node:
+        """The node whose result the pipe serves: the typed node, else the last one."""
+        return next((n for n in self.nodes if n.kind), self.nodes[-1])
+
+
+@dataclass
+class Project:
+    root: Path
+    datasources: dict[str, Datasource] = field(default_factory=dict)
+    pipes: dict[str, Pipe] = field(default_factory=dict)
+
+    @property
+    def endpoints(self) -> dict[str, Pipe]:
+        return {name: p for name, p in self.pipes.items() if p.kind == "endpoint"}
+
+    @property
+    def materializations(self) -> dict[str, Pipe]:
+        return {name: p for name, p in self.pipes.items() if p.kind == "materialized"}
+
+    def fixture_for(self, datasource: str) -> Path | None:
+        for folder in ("fixtures", "tests/fixtures"):
+            candidate = self.root / folder / f"{datasource}.ndjson"
+            if candidate.is_file():
+                return candidate
+        return None
+
+
+def _datafiles(root: Path, suffix: str) -> list[Path]:
+    return sorted(p for p in root.rglob(f"*{suffix}") if not SKIPPED_DIRS.intersection(p.relative_to(root).parts))
+
+
+def _parse(parser, path: Path):
+    try:
+        return parser(str(path)).datafile
+    except click.ClickException as exc:  # the parser reports through click
+        raise ProjectError(f"{path}: {exc.message}") from None
+    except Exception as exc:
+        raise ProjectError(f"{path}: {exc}") from None
+
+
+def _tokens(datafile) -> tuple[tuple[str, str], ...]:
+    return tuple((t["token_name"], t["permission"].upper()) for t in datafile.tokens)
+
+
+def _default_expr(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return raw[len("DEFAULT ") :].strip() if raw.upper().startswith("DEFAULT ") else raw.strip()
+
+
+def load_datasource(path: Path) -> Datasource:
+    datafile = _parse(parse_datasource, path)
+    node = datafile.nodes[0]
+    engine = node.get("engine") or {"type": "MergeTree", "args": []}
+    columns = tuple(
+        Column(
+            name=c["name"],
+            type=c["type"],
+            jsonpath=c.get("jsonpath"),
+            default=_default_expr(c.get("default_value")),
+            nullable=bool(c.get("nullable")),
+        )
+        for c in node["columns"]
+    )
+    if not columns:
+        raise ProjectError(f"{path}: a datasource needs a SCHEMA with at least one column")
+    return Datasource(
+        name=path.stem,
+        columns=columns,
+        engine=engine["type"],
+        engine_params=tuple(engine.get("args", [])),
+        description=datafile.description or "",
+        tokens=_tokens(datafile),
+        path=str(path),
+    )
+
+
+def load_pipe(path: Path) -> Pipe:
+    datafile = _parse(parse_pipe, path)
+    nodes = tuple(
+        Node(
+            name=n["name"],
+            sql=n["sql"],
+            description=n.get("description") or "",
+            kind=(n.get("type") or "").lower(),
+            target=n.get("datasource"),
+        )
+        for n in datafile.nodes
+    )
+    if not nodes:
+        raise ProjectError(f"{path}: a pipe needs at least one NODE")
+    return Pipe(
+        name=path.stem,
+        nodes=nodes,
+        description=datafile.description or "",
+        tokens=_tokens(datafile),
+        path=str(path),
+    )
+
+
+def load_project(root: Path) -> Project:
+    """Every datafile under `root`; a name used twice is an error, as in Tinybird."""
+    root = root.resolve()
+    if not root.is_dir():
+        raise ProjectError(f"project folder {root} does not exist")
+    project = Project(root=root)
+    for path in _datafiles(root, ".datasource"):
+        ds = load_datasource(path)
+        if ds.name in project.datasources:
+            raise ProjectError(f"{path}: datasource {ds.name} is defined twice")
+        project.datasources[ds.name] = ds
+    for path in _datafiles(root, ".pipe"):
+        pipe = load_pipe(path)
+        if pipe.name in project.pipes or pipe.name in project.datasources:
+            raise ProjectError(f"{path}: the name {pipe.name} is already used")
+        project.pipes[pipe.name] = pipe
+    for pipe in project.pipes.values():
+        for node in pipe.nodes:
+            if node.target and node.target not in project.datasources:
+                raise ProjectError(f"{pipe.path}: node {node.name} writes to unknown datasource {node.target}")
+    return project

@@ -1,0 +1,43 @@
+"""Starts a Workspace behind uvicorn: build the project, print where it answers, serve until stopped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from .app import build_app
+from .workspace import Workspace
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Says it is ready only once the socket listens, so whoever reads the line can call at once."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None]):
+        super().__init__(config)
+        self._on_listening = on_listening
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_listening()
+
+
+def serve(project_dir: Path, data_dir: Path, host: str, port: int, echo: Callable[[str], None] = print) -> None:
+    started = time.perf_counter()
+    workspace = Workspace(project_dir, data_dir)
+    try:
+        for line in workspace.build().lines:
+            echo(f"  {line}")
+        base = f"http://{host}:{port}"
+
+        def announce() -> None:
+            echo(f"Tinybird-compatible server ready at {base} in {time.perf_counter() - started:.2f}s")
+            echo(f"  admin token: {workspace.tokens.admin_token}")
+
+        config = uvicorn.Config(build_app(workspace), host=host, port=port, log_level="warning", access_log=False)
+        _AnnouncingServer(config, announce).run()
+    finally:
+        workspace.close()
