@@ -28,8 +28,11 @@ class DataDirLocked(Exception):
 
 
 def _first_line(exc: Exception) -> str:
+    """ClickHouse's message without the echo of the query it failed on, which can be megabytes."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = line.split(": In scope ")[0].split(" While processing ")[0]
+    return line if len(line) <= 500 else line[:500] + "..."
 
 
 class Engine:

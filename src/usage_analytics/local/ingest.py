@@ -67,6 +67,7 @@ def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str,
     if base in ("Date", "Date32"):
         return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} = 'String'"
     if base.startswith(("Array(", "Map(", "Tuple(")):
+        # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
         return f"JSONExtract(line, {args}, {_sql_str(base)})", f"{json_type} = '{kind}'"
     return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
@@ -88,7 +89,8 @@ def _column_sql(i: int, col: Column) -> _ColumnSQL:
     present = f"({json_type} != 'Null')"
     text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
     parsed, kind_ok = _parse_expr(col, f"x{i}", json_type, args)
-    ok = f"if(p{i}, {kind_ok} AND v{i} IS NOT NULL, {int(col.accepts_missing)})"
+    fits = kind_ok if _base_type(col.type).startswith(("Array(", "Map(", "Tuple(")) else f"{kind_ok} AND v{i} IS NOT NULL"
+    ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
     if col.sql_type.startswith("Nullable(") and col.default is None:
         value = f"CAST(if(p{i}, v{i}, NULL) AS {col.sql_type})"
@@ -111,7 +113,9 @@ def _statements(ds: Datasource) -> tuple[str, str]:
     staged = (
         "SELECT i, line, isValidJSON(line) AND JSONType(line) = 'Object' AS is_object, "
         + ", ".join(per_column)
-        + f", {all_ok} AS row_ok FROM Python(_tb_ingest_batch)"
+        + f", {all_ok} AS row_ok"
+        # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable
+        + " FROM (SELECT i, assumeNotNull(raw) AS line FROM Python(_tb_ingest_batch))"
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
@@ -140,7 +144,7 @@ def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestRe
         return IngestResult(0, 0, import_id)
     insert, rejected = _statements(ds)
     _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
-        {"i": pa.array(range(len(lines)), pa.uint32()), "line": pa.array(lines, pa.string())}
+        {"i": pa.array(range(len(lines)), pa.uint32()), "raw": pa.array(lines, pa.string())}
     )
     bad = engine.rows(rejected)
     if bad:

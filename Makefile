@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PORT ?= 7181
+
+.PHONY: install fixtures run test lint fmt clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(INSTALLED)
+
+# Fixtures are committed; regenerate them only when one is missing.
+fixtures: $(INSTALLED)
+	@for ds in events feature_events app_events api_logs tenant_rate_limits; do \
+		test -f fixtures/$$ds.ndjson || { $(BIN)/usage-analytics generate; break; }; \
+	done
+
+run: fixtures
+	$(BIN)/usage-analytics local --port $(PORT)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+fmt: $(INSTALLED)
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/tb fmt --yes datasources/* pipes/* endpoints/* >/dev/null
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf .tinybird-local

@@ -1,0 +1,136 @@
+"""The target every test talks to: the embedded server by default, or TB_HOST/TB_TOKEN's Tinybird.
+
+The embedded server is started the way `make run` starts it (`usage-analytics local`), as its own
+process on a free port with a temporary data dir; it builds the project and loads fixtures/, as
+`tb build` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+TESTS_DIR = Path(__file__).parent
+ROOT = TESTS_DIR.parent
+sys.path.insert(0, str(TESTS_DIR))
+CLI = str(Path(sys.executable).parent / "usage-analytics")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Target:
+    """A Tinybird API: base URL and admin token, with the calls the tests make."""
+
+    def __init__(self, base_url: str, token: str):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.http = requests.Session()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def auth(self, token: str | None = None) -> dict:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    def pipe(self, name: str, params: dict | None = None, fmt: str = "json", token: str | None = None):
+        return self.http.get(self.url(f"/v0/pipes/{name}.{fmt}"), params=params or {}, headers=self.auth(token))
+
+    def data(self, name: str, params: dict | None = None) -> list[dict]:
+        response = self.pipe(name, params)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    def send(self, datasource: str, rows: list, wait: bool = True, **kwargs):
+        body = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows).encode()
+        params = {"name": datasource, "wait": "true" if wait else "false"}
+        return self.http.post(self.url("/v0/events"), params=params, data=body, headers=self.auth(), **kwargs)
+
+    def sql(self, q: str) -> list[dict]:
+        response = self.http.get(self.url("/v0/sql"), params={"q": f"{q} FORMAT JSON"}, headers=self.auth())
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+
+class ServerProcess:
+    """`usage-analytics local` in a subprocess; stop() ends it as a user would (SIGTERM)."""
+
+    def __init__(self, project_dir: Path, data_dir: Path, port: int | None = None):
+        self.project_dir, self.data_dir = Path(project_dir), Path(data_dir)
+        self.port = port or free_port()
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Target:
+        args = [CLI, "local", "--project-dir", str(self.project_dir), "--data-dir", str(self.data_dir)]
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([*args, "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if requests.get(f"{base}/v0/health", timeout=1).status_code == 200:
+                    return Target(base, requests.get(f"{base}/tokens", timeout=5).json()["admin_token"])
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        self.proc = None
+        return code
+
+
+@pytest.fixture(scope="session")
+def target(tmp_path_factory):
+    host, token = os.environ.get("TB_HOST"), os.environ.get("TB_TOKEN")
+    if host and token:
+        yield Target(host, token)
+        return
+    server = ServerProcess(ROOT, tmp_path_factory.mktemp("session") / "data")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start servers on projects written by a test; all are stopped when the test ends."""
+    servers: list[ServerProcess] = []
+
+    def start(project_dir: Path, data_dir: Path | None = None) -> tuple[ServerProcess, Target]:
+        server = ServerProcess(project_dir, data_dir or tmp_path / f"data{len(servers)}")
+        servers.append(server)
+        return server, server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def read_ndjson(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,167 @@
+"""The embedded server's own guarantees: ingest through /v0/events, quarantine, restarts, redeploys.
+
+Each test runs its own server on a copy of the `events` slice with no fixtures, so it knows exactly
+which rows went in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import oracle
+import pytest
+from conftest import CLI, ROOT, ServerProcess
+
+from usage_analytics.generator import generate
+
+pytestmark = pytest.mark.embedded
+
+PARAMS = [
+    {},
+    {"start_date": "2025-04-01 00:00:00", "end_date": "2025-04-30 23:59:59"},
+    {"start_date": "2025-05-10 13:37:00"},
+    {"feature": "feature_search"},
+    {"feature": "no_such_feature"},
+]
+
+
+def slice_project(path: Path) -> Path:
+    (path / "datasources").mkdir(parents=True)
+    (path / "endpoints").mkdir()
+    shutil.copy(ROOT / "datasources/events.datasource", path / "datasources")
+    shutil.copy(ROOT / "endpoints/feature_usage.pipe", path / "endpoints")
+    return path
+
+
+def split_good_and_bad(lines: list[str]) -> tuple[list[dict], list[str]]:
+    good, bad = [], []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad.append(line)
+            continue
+        (bad if not isinstance(row, dict) or str(row.get("event_id", "")).startswith("dirty_") else good).append(row)
+    return good, bad
+
+
+@pytest.fixture
+def dirty_events(tmp_path) -> list[str]:
+    generate(tmp_path / "gen", seed=11, rows=3000, sources=["events"], dirty=0.05)
+    return (tmp_path / "gen/events.ndjson").read_text().splitlines()
+
+
+def test_good_rows_land_and_bad_rows_go_to_quarantine(tmp_path, start_server, dirty_events):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    good, bad = split_good_and_bad(dirty_events)
+    assert good and bad
+    half = len(dirty_events) // 2
+    answers = [target.send("events", dirty_events[:half]), target.send("events", dirty_events[half:])]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert sum(a.json()["successful_rows"] for a in answers) == len(good)
+    assert sum(a.json()["quarantined_rows"] for a in answers) == len(bad)
+    assert target.sql("SELECT count() AS n FROM events")[0]["n"] == len(good)
+    quarantined = target.sql("SELECT * FROM events_quarantine")
+    assert len(quarantined) == len(bad)
+    assert all(row["c__error"] and row["c__import_id"] and row["insertion_date"] for row in quarantined)
+    sent_ids = {row.get("event_id") for row in quarantined if row["event_id"]}
+    assert sent_ids <= {json.loads(line).get("event_id") for line in bad if line.startswith("{")}
+
+
+@pytest.mark.parametrize("params", PARAMS)
+def test_feature_usage_matches_the_oracle_over_the_rows_sent(tmp_path, start_server, dirty_events, params):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    assert target.send("events", dirty_events).status_code == 200
+    good, _ = split_good_and_bad(dirty_events)
+    assert target.data("feature_usage", params) == oracle.expected("feature_usage", params, {"events": good})
+
+
+def test_wait_false_answers_202_and_gzip_bodies_are_accepted(tmp_path, start_server):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    row = {"event_id": "e1", "user_id": "u1", "feature": "f", "timestamp": "2025-05-01 10:00:00"}
+    response = target.send("events", [row], wait=False)
+    assert (response.status_code, response.json()) == (202, {"successful_rows": 1, "quarantined_rows": 0})
+    body = gzip.compress(json.dumps({**row, "event_id": "e2"}).encode())
+    response = target.http.post(
+        target.url("/v0/events"),
+        params={"name": "events", "wait": "true"},
+        data=body,
+        headers={**target.auth(), "Content-Encoding": "gzip"},
+    )
+    assert response.json() == {"successful_rows": 1, "quarantined_rows": 0}
+    assert target.sql("SELECT count() AS n FROM events")[0]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        ('{"event_id": "a", "timestamp": "not-a-date"}', "timestamp"),
+        ('{"event_id": "b"}', "timestamp"),
+        ('{"event_id": "c", "timestamp": null}', "timestamp"),
+    ],
+)
+def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, line, column):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    good = {"event_id": "ok", "timestamp": "2025-05-01 10:00:00"}
+    assert target.send("events", [good, line]).json() == {"successful_rows": 1, "quarantined_rows": 1}
+    (row,) = target.sql("SELECT c__error_column, c__error FROM events_quarantine")
+    assert row["c__error_column"] == [column]
+    assert column in row["c__error"][0]
+
+
+def test_unknown_datasource_and_oversized_bodies_are_refused(tmp_path, start_server):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    assert target.send("nope", ["{}"]).status_code == 404
+    huge = ['{"event_id": "' + "x" * 1024 * 1024 + '"}'] * 11
+    response = target.send("events", huge)
+    assert response.status_code == 413 and "10 MB" in response.json()["error"]
+
+
+def test_data_survives_a_restart(tmp_path, start_server, dirty_events):
+    server, target = start_server(slice_project(tmp_path / "project"))
+    target.send("events", dirty_events)
+    before = target.data("feature_usage")
+    assert server.stop() == 0
+    target = server.start()
+    assert target.data("feature_usage") == before
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path, start_server):
+    server, _ = start_server(slice_project(tmp_path / "project"))
+    second = ServerProcess(server.project_dir, server.data_dir)
+    with pytest.raises(RuntimeError, match="in use by another server"):
+        second.start(timeout=30)
+
+
+def build(target) -> subprocess.CompletedProcess:
+    args = [CLI, "build", "--host", target.base_url, "--token", target.token]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_path, start_server):
+    project = slice_project(tmp_path / "project")
+    _, target = start_server(project)
+    target.send("events", [{"event_id": "e1", "feature": "f", "timestamp": "2025-05-01 10:00:00"}])
+    datasource = project / "datasources/events.datasource"
+    original = datasource.read_text()
+
+    datasource.write_text(original.replace("`timestamp` DateTime `json:$.timestamp`", "`timestamp` Date `json:$.timestamp`"))
+    refused = build(target)
+    assert refused.returncode != 0
+    assert "events" in refused.stderr and "1 rows" in refused.stderr
+    assert target.data("feature_usage") == [{"feature": "f", "usage_count": 1, "unique_users": 1}]
+
+    added = "`timestamp` DateTime `json:$.timestamp`,\n    `plan` String `json:$.plan` DEFAULT 'free'"
+    datasource.write_text(original.replace("`timestamp` DateTime `json:$.timestamp`", added))
+    applied = build(target)
+    assert applied.returncode == 0, applied.stderr
+    assert "datasource events: extend" in applied.stdout
+    target.send("events", [{"event_id": "e2", "feature": "f", "timestamp": "2025-05-01 11:00:00", "plan": "pro"}])
+    assert target.sql("SELECT event_id, plan FROM events ORDER BY event_id") == [
+        {"event_id": "e1", "plan": "free"},
+        {"event_id": "e2", "plan": "pro"},
+    ]
