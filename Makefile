@@ -3,6 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 7181
+DATA_DIR ?= .tinybird-local
 
 .PHONY: install fixtures run test lint fmt clean
 
@@ -21,7 +22,7 @@ fixtures: $(INSTALLED)
 	done
 
 run: fixtures
-	$(BIN)/usage-analytics local --port $(PORT)
+	$(BIN)/usage-analytics local --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests scripts
@@ -35,4 +36,4 @@ test: lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf .tinybird-local
+	rm -rf $(DATA_DIR)

@@ -19,6 +19,7 @@ from .engine import Engine
 from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
+_NEVER_NULL = ("Array(", "Map(", "Tuple(")  # types ClickHouse cannot wrap in Nullable
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str,
         return f"parseDateTimeBestEffortOrNull({text}, 'UTC')", f"{json_type} IN ('String', 'Int64', 'UInt64')"
     if base in ("Date", "Date32"):
         return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} = 'String'"
-    if base.startswith(("Array(", "Map(", "Tuple(")):
+    if base.startswith(_NEVER_NULL):
         # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
         return f"JSONExtract(line, {args}, {_sql_str(base)})", f"{json_type} = '{kind}'"
@@ -89,7 +90,7 @@ def _column_sql(i: int, col: Column) -> _ColumnSQL:
     present = f"({json_type} != 'Null')"
     text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
     parsed, kind_ok = _parse_expr(col, f"x{i}", json_type, args)
-    fits = kind_ok if _base_type(col.type).startswith(("Array(", "Map(", "Tuple(")) else f"{kind_ok} AND v{i} IS NOT NULL"
+    fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
     if col.sql_type.startswith("Nullable(") and col.default is None:

@@ -91,6 +91,7 @@ class Parameter:
     required: bool = False
     description: str = ""
     enum: tuple[str, ...] = ()
+    example: str | None = None
 
     def check(self, value: str) -> None:
         problem = type_error(self.type, value)
@@ -127,6 +128,8 @@ def declared_parameters(pipe: Pipe) -> dict[str, Parameter]:
                 param.default = var["default"]
             param.required = param.required or bool(var.get("required"))
             param.description = param.description or var.get("description") or ""
+            if var.get("example") is not None and param.example is None:
+                param.example = str(var["example"])
             if var.get("enum") and not param.enum:
                 param.enum = tuple(str(v) for v in var["enum"])
     return params

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import uvicorn
 
@@ -25,6 +26,18 @@ class _AnnouncingServer(uvicorn.Server):
             self._on_listening()
 
 
+def example_calls(workspace: Workspace, base: str) -> list[str]:
+    """A working curl line per endpoint: its declared `example=` values, and a token that may read it."""
+    calls = []
+    for name in sorted(workspace.project.endpoints):
+        readers = [t for t in workspace.tokens.all() if not t.admin and t.allows("PIPES:READ", name)]
+        token = readers[0].token if readers else workspace.tokens.admin_token
+        params = {p.name: p.example for p in workspace.endpoint(name).parameters.values() if p.example is not None}
+        query = urlencode({**params, "token": token})
+        calls.append(f"curl '{base}/v0/pipes/{name}.json?{query}'")
+    return calls
+
+
 def serve(project_dir: Path, data_dir: Path, host: str, port: int, echo: Callable[[str], None] = print) -> None:
     started = time.perf_counter()
     workspace = Workspace(project_dir, data_dir)
@@ -36,6 +49,8 @@ def serve(project_dir: Path, data_dir: Path, host: str, port: int, echo: Callabl
         def announce() -> None:
             echo(f"Tinybird-compatible server ready at {base} in {time.perf_counter() - started:.2f}s")
             echo(f"  admin token: {workspace.tokens.admin_token}")
+            for line in example_calls(workspace, base):
+                echo(f"  {line}")
 
         config = uvicorn.Config(build_app(workspace), host=host, port=port, log_level="warning", access_log=False)
         _AnnouncingServer(config, announce).run()

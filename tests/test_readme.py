@@ -1,0 +1,75 @@
+"""The README stays true: its commands are the ones tests and CI run, and every endpoint has a working example."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import requests
+from conftest import ROOT, free_port
+
+README = (ROOT / "README.md").read_text()
+CONTRACT = (ROOT / "docs/ENDPOINTS.md").read_text()
+TOUR = README.split("<!-- endpoint-tour")[1].split("<!-- /endpoint-tour -->")[0]
+EXAMPLES = dict(re.findall(r'\| `(\w+)` \| `curl "\$TB_HOST/v0/pipes/(\w+\.json\?[^"]+)"` \|', TOUR))
+CONTRACT_ENDPOINTS = re.findall(r"^\| `(\w+)` \|", CONTRACT, flags=re.MULTILINE)
+
+
+def test_the_contract_copy_matches_the_teams_contract():
+    shared = ROOT.parent / "shared/ENDPOINTS.md"
+    if not shared.exists():
+        pytest.skip("no ../shared/ENDPOINTS.md beside this checkout")
+    assert shared.read_text() == CONTRACT
+
+
+def test_every_endpoint_of_the_contract_has_a_pipe_and_a_readme_example():
+    assert len(CONTRACT_ENDPOINTS) == 18
+    assert sorted(EXAMPLES) == sorted(CONTRACT_ENDPOINTS)
+    for name in CONTRACT_ENDPOINTS:
+        assert (ROOT / "endpoints" / f"{name}.pipe").exists(), name
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_readme_example_works(target, name):
+    url = urlsplit(EXAMPLES[name])
+    assert url.path == f"{name}.json"
+    params = {k: v for k, v in parse_qsl(url.query) if k != "token"}
+    assert dict(parse_qsl(url.query))["token"] == "$TB_TOKEN"
+    assert target.data(name, params), f"the README example of {name} returns no rows"
+
+
+def test_readme_token_line_gets_the_admin_token(target):
+    line = next(line for line in README.splitlines() if line.startswith("export TB_TOKEN="))
+    env = {**os.environ, "TB_HOST": target.base_url}
+    out = subprocess.run(["bash", "-c", f"{line} && echo $TB_TOKEN"], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == target.token
+
+
+@pytest.mark.embedded
+def test_make_run_serves_the_project_and_prints_working_curl_lines(tmp_path):
+    assert "make run" in README and "make test" in README
+    port = free_port()
+    args = ["make", "--no-print-directory", "run", f"PORT={port}", f"DATA_DIR={tmp_path / 'data'}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "ready at" in line:
+                break
+        curls = []
+        for line in proc.stdout:
+            if not line.strip().startswith("curl "):
+                break
+            curls.append(line.strip())
+        served = sorted(re.search(r"/v0/pipes/(\w+)\.json", curl).group(1) for curl in curls)
+        assert served == sorted(p.stem for p in (ROOT / "endpoints").glob("*.pipe"))
+        for curl in curls:
+            url = curl.split("'")[1]
+            response = requests.get(url, timeout=30)
+            assert response.status_code == 200, (url, response.text)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
