@@ -18,7 +18,7 @@ def test_health(target):
 
 def test_json_has_tinybird_shape(target):
     body = target.pipe(PIPE).json()
-    assert list(body) [:3] == ["meta", "data", "rows"]
+    assert list(body)[:3] == ["meta", "data", "rows"]
     assert body["meta"] == [
         {"name": "feature", "type": "String"},
         {"name": "usage_count", "type": "UInt64"},

@@ -149,14 +149,15 @@ def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_pa
     datasource = project / "datasources/events.datasource"
     original = datasource.read_text()
 
-    datasource.write_text(original.replace("`timestamp` DateTime `json:$.timestamp`", "`timestamp` Date `json:$.timestamp`"))
+    timestamp = "`timestamp` DateTime `json:$.timestamp`"
+    datasource.write_text(original.replace(timestamp, "`timestamp` Date `json:$.timestamp`"))
     refused = build(target)
     assert refused.returncode != 0
     assert "events" in refused.stderr and "1 rows" in refused.stderr
     assert target.data("feature_usage") == [{"feature": "f", "usage_count": 1, "unique_users": 1}]
 
     added = "`timestamp` DateTime `json:$.timestamp`,\n    `plan` String `json:$.plan` DEFAULT 'free'"
-    datasource.write_text(original.replace("`timestamp` DateTime `json:$.timestamp`", added))
+    datasource.write_text(original.replace(timestamp, added))
     applied = build(target)
     assert applied.returncode == 0, applied.stderr
     assert "datasource events: extend" in applied.stdout
