@@ -19,6 +19,7 @@ MONTH = {"start_date": "2025-04-01 00:00:00", "end_date": "2025-04-30 23:59:59"}
 ODD = {"start_date": "2025-04-10 13:17:45", "end_date": "2025-05-20 08:03:12"}
 FEW_DAYS = {"start_date": "2025-05-12 06:30:00", "end_date": "2025-05-14 18:15:00"}
 ONE_HOUR = {"start_date": "2025-05-13 10:00:00", "end_date": "2025-05-13 10:59:59"}
+EIGHT_WEEKS = {"start_date": "2025-03-03 00:00:00", "end_date": "2025-04-27 23:59:59"}
 EMPTY = {"start_date": "2024-01-01 00:00:00", "end_date": "2024-01-31 23:59:59"}
 BURST = "2025-06-01 12:00:00"  # the generator's rate-limit burst ends here
 
@@ -71,7 +72,7 @@ def valid_cases(rows: dict[str, list[dict]]) -> dict[str, list[tuple[str, dict]]
         ],
         "retention_cohorts": [
             ("all_time", {}),
-            ("eight_weeks_4_kept", {"start_date": "2025-03-03 00:00:00", "end_date": "2025-04-27 23:59:59", "weeks": "4"}),
+            ("eight_weeks_4_kept", {**EIGHT_WEEKS, "weeks": "4"}),
             ("unaligned_window", ODD),
             ("no_data", EMPTY),
         ],

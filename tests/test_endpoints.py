@@ -37,9 +37,7 @@ def test_cases_are_not_vacuous(target, endpoint):
     assert max(sizes) >= 2, sizes
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "case", "params", "param"), INVALID, ids=[f"{e}-{c}" for e, c, _, _ in INVALID]
-)
+@pytest.mark.parametrize(("endpoint", "case", "params", "param"), INVALID, ids=[f"{e}-{c}" for e, c, _, _ in INVALID])
 def test_invalid_parameter_is_400_naming_it(target, endpoint, case, params, param):
     with pytest.raises(oracle.InvalidParam) as raised:
         oracle.expected(endpoint, params, ROWS)
