@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,5 +133,18 @@ def start_server(tmp_path):
         server.stop()
 
 
-def read_ndjson(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+EVENT_COLUMNS = ("event_id", "user_id", "session_id", "event_type", "event_name", "page", "feature", "properties")
+
+
+def event(**values) -> dict:
+    """A complete `events` row: every column present, as Tinybird requires of non-nullable columns."""
+    return {**{c: "" for c in EVENT_COLUMNS}, "properties": "{}", "timestamp": "2025-05-01 10:00:00", **values}
+
+
+def slice_project(path: Path) -> Path:
+    """A project of just the `events` datasource and the `feature_usage` endpoint, with no fixtures."""
+    (path / "datasources").mkdir(parents=True)
+    (path / "endpoints").mkdir()
+    shutil.copy(ROOT / "datasources/events.datasource", path / "datasources")
+    shutil.copy(ROOT / "endpoints/feature_usage.pipe", path / "endpoints")
+    return path

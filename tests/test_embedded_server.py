@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 import subprocess
-from pathlib import Path
 
 import oracle
 import pytest
-from conftest import CLI, ROOT, ServerProcess
+from conftest import CLI, ServerProcess, event, slice_project
 
 from usage_analytics.generator import generate
 
@@ -27,14 +25,6 @@ PARAMS = [
     {"feature": "feature_search"},
     {"feature": "no_such_feature"},
 ]
-
-
-def slice_project(path: Path) -> Path:
-    (path / "datasources").mkdir(parents=True)
-    (path / "endpoints").mkdir()
-    shutil.copy(ROOT / "datasources/events.datasource", path / "datasources")
-    shutil.copy(ROOT / "endpoints/feature_usage.pipe", path / "endpoints")
-    return path
 
 
 def split_good_and_bad(lines: list[str]) -> tuple[list[dict], list[str]]:
@@ -82,7 +72,7 @@ def test_feature_usage_matches_the_oracle_over_the_rows_sent(tmp_path, start_ser
 
 def test_wait_false_answers_202_and_gzip_bodies_are_accepted(tmp_path, start_server):
     _, target = start_server(slice_project(tmp_path / "project"))
-    row = {"event_id": "e1", "user_id": "u1", "feature": "f", "timestamp": "2025-05-01 10:00:00"}
+    row = event(event_id="e1", user_id="u1", feature="f")
     response = target.send("events", [row], wait=False)
     assert (response.status_code, response.json()) == (202, {"successful_rows": 1, "quarantined_rows": 0})
     body = gzip.compress(json.dumps({**row, "event_id": "e2"}).encode())
@@ -96,21 +86,26 @@ def test_wait_false_answers_202_and_gzip_bodies_are_accepted(tmp_path, start_ser
     assert target.sql("SELECT count() AS n FROM events")[0]["n"] == 2
 
 
+def without(row: dict, column: str) -> dict:
+    return {k: v for k, v in row.items() if k != column}
+
+
 @pytest.mark.parametrize(
-    ("line", "column"),
+    ("row", "column"),
     [
-        ('{"event_id": "a", "timestamp": "not-a-date"}', "timestamp"),
-        ('{"event_id": "b"}', "timestamp"),
-        ('{"event_id": "c", "timestamp": null}', "timestamp"),
+        (event(timestamp="not-a-date"), "timestamp"),
+        (without(event(), "timestamp"), "timestamp"),
+        (event(timestamp=None), "timestamp"),
+        (without(event(), "user_id"), "user_id"),
+        (event(page=None), "page"),
     ],
 )
-def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, line, column):
+def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, row, column):
     _, target = start_server(slice_project(tmp_path / "project"))
-    good = {"event_id": "ok", "timestamp": "2025-05-01 10:00:00"}
-    assert target.send("events", [good, line]).json() == {"successful_rows": 1, "quarantined_rows": 1}
-    (row,) = target.sql("SELECT c__error_column, c__error FROM events_quarantine")
-    assert row["c__error_column"] == [column]
-    assert column in row["c__error"][0]
+    assert target.send("events", [event(event_id="ok"), row]).json() == {"successful_rows": 1, "quarantined_rows": 1}
+    (stored,) = target.sql("SELECT c__error_column, c__error FROM events_quarantine")
+    assert stored["c__error_column"] == [column]
+    assert column in stored["c__error"][0]
 
 
 def test_unknown_datasource_and_oversized_bodies_are_refused(tmp_path, start_server):
@@ -145,7 +140,7 @@ def build(target) -> subprocess.CompletedProcess:
 def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_path, start_server):
     project = slice_project(tmp_path / "project")
     _, target = start_server(project)
-    target.send("events", [{"event_id": "e1", "feature": "f", "timestamp": "2025-05-01 10:00:00"}])
+    target.send("events", [event(event_id="e1", feature="f")])
     datasource = project / "datasources/events.datasource"
     original = datasource.read_text()
 
@@ -161,7 +156,7 @@ def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_pa
     applied = build(target)
     assert applied.returncode == 0, applied.stderr
     assert "datasource events: extend" in applied.stdout
-    target.send("events", [{"event_id": "e2", "feature": "f", "timestamp": "2025-05-01 11:00:00", "plan": "pro"}])
+    target.send("events", [event(event_id="e2", feature="f", timestamp="2025-05-01 11:00:00", plan="pro")])
     assert target.sql("SELECT event_id, plan FROM events ORDER BY event_id") == [
         {"event_id": "e1", "plan": "free"},
         {"event_id": "e2", "plan": "pro"},

@@ -86,5 +86,51 @@ def generate(out: Path, seed: int, rows: int | None, sources: tuple[str, ...], d
         click.echo(f"{info['path']}: {info['rows']} rows" + (f" ({info['dirty']} dirty)" if info["dirty"] else ""))
 
 
+def _send(client, datasource: str, source: str) -> bool:
+    from .ingest import read_lines
+
+    failed = Path(f"failed-{datasource}.ndjson")
+    totals = client.send(datasource, read_lines(source), failed_path=failed)
+    click.echo(f"{datasource}: {totals.summary()}")
+    for message in totals.errors[:3]:
+        click.echo(f"  error: {message}", err=True)
+    return totals.failed == 0
+
+
+@main.command()
+@click.argument("datasource")
+@click.argument("source")
+@click.option("--host", help="Tinybird API base URL (default: TB_HOST or the local server).")
+@click.option("--token", help="Token with append rights (default: TB_TOKEN, or the local server's admin token).")
+@click.option("--batch-rows", default=50_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 16))
+def ingest(datasource: str, source: str, host, token, batch_rows: int, concurrency: int) -> None:
+    """Send an NDJSON file (or - for stdin) to DATASOURCE through the Events API."""
+    from .ingest import EventsClient
+
+    if source != "-" and not Path(source).is_file():
+        _fail(f"no such file: {source}")
+    client = EventsClient(*_host_and_token(host, token), max_rows=batch_rows, concurrency=concurrency)
+    if not _send(client, datasource, source):
+        _fail(f"some rows of {source} were not delivered; re-send failed-{datasource}.ndjson")
+
+
+@main.command()
+@click.option("--fixtures", "folder", default="fixtures", show_default=True, type=click.Path(path_type=Path))
+@click.option("--host", help="Tinybird API base URL (default: TB_HOST or the local server).")
+@click.option("--token", help="Token with append rights (default: TB_TOKEN, or the local server's admin token).")
+def load(folder: Path, host, token) -> None:
+    """Send every fixtures/<datasource>.ndjson to its datasource."""
+    from .ingest import EventsClient
+
+    files = sorted(folder.glob("*.ndjson"))
+    if not files:
+        _fail(f"no .ndjson files in {folder}")
+    client = EventsClient(*_host_and_token(host, token))
+    results = [_send(client, path.stem, str(path)) for path in files]
+    if not all(results):
+        _fail("some rows were not delivered; see the failed-*.ndjson files")
+
+
 if __name__ == "__main__":
     sys.exit(main())

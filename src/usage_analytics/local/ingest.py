@@ -20,6 +20,7 @@ from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
 _NEVER_NULL = ("Array(", "Map(", "Tuple(")  # types ClickHouse cannot wrap in Nullable
+_NUMERIC = ("Int", "UInt", "Float", "Decimal", "Bool")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str,
         # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
         return f"JSONExtract(line, {args}, {_sql_str(base)})", f"{json_type} = '{kind}'"
+    if base.startswith(_NUMERIC):
+        # as Tinybird: a number column takes JSON numbers, not "3" in quotes
+        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} IN ('Int64', 'UInt64', 'Double', 'Bool')"
     return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
 
 
