@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -84,6 +85,84 @@ def generate(out: Path, seed: int, rows: int | None, sources: tuple[str, ...], d
     stats = write(out, seed=seed, rows=rows, sources=sources or None, dirty=dirty)
     for info in stats.values():
         click.echo(f"{info['path']}: {info['rows']} rows" + (f" ({info['dirty']} dirty)" if info["dirty"] else ""))
+
+
+@main.group()
+def token() -> None:
+    """List the workspace's tokens, show one, or mint a JWT for a dashboard."""
+
+
+def _tokens(host: str | None, admin: str | None) -> list[dict]:
+    host, admin = _host_and_token(host, admin)
+    try:
+        response = requests.get(f"{host}/v0/tokens", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {host}: {exc.__class__.__name__}")
+    if response.status_code != 200:
+        _fail(f"{host} refused: {response.json().get('error')}")
+    return response.json()["tokens"]
+
+
+@token.command("ls")
+@click.option("--host")
+@click.option("--token", "admin")
+def token_ls(host, admin) -> None:
+    """Every token: name and scopes."""
+    for item in _tokens(host, admin):
+        scopes = ", ".join(f"{s['type']}:{s['resource']}" if "resource" in s else s["type"] for s in item["scopes"])
+        click.echo(f"{item['name']}: {scopes}")
+
+
+@token.command("show")
+@click.argument("name")
+@click.option("--host")
+@click.option("--token", "admin")
+def token_show(name: str, host, admin) -> None:
+    """Print the value of the token called NAME."""
+    found = [t for t in _tokens(host, admin) if t["name"] == name]
+    if not found:
+        _fail(f"no token named {name}")
+    click.echo(found[0]["token"])
+
+
+def _duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if not text or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) <= 0:
+        _fail(f"bad --ttl {text!r}: use a number and a unit, e.g. 30m, 1h, 7d")
+    return int(text[:-1]) * units[text[-1]]
+
+
+@token.command("jwt")
+@click.option("--pipe", "pipes", multiple=True, required=True, help="Endpoint the JWT may read (repeatable).")
+@click.option("--fixed", multiple=True, help="A parameter the holder cannot change, as NAME=VALUE (repeatable).")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30m, 1h, 7d...")
+@click.option("--name", default="dashboard", show_default=True)
+@click.option("--rps", type=click.IntRange(min=1), help="Requests per second allowed.")
+@click.option("--host")
+@click.option("--token", "admin")
+def token_jwt(pipes, fixed, ttl: str, name: str, rps, host, admin) -> None:
+    """Mint a JWT signed with the workspace admin token (as Tinybird's JWTs are)."""
+    import jwt
+
+    host, admin = _host_and_token(host, admin)
+    fixed_params = {}
+    for item in fixed:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"bad --fixed {item!r}: use NAME=VALUE")
+        fixed_params[key] = value
+    workspace = requests.get(f"{host}/v0/workspace", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    if workspace.status_code != 200:
+        _fail(f"{host} refused: {workspace.json().get('error')}")
+    claims = {
+        "workspace_id": workspace.json()["id"],
+        "name": name,
+        "exp": int(time.time()) + _duration(ttl),
+        "scopes": [{"type": "PIPES:READ", "resource": p, "fixed_params": fixed_params} for p in pipes],
+    }
+    if rps:
+        claims["limits"] = {"rps": rps}
+    click.echo(jwt.encode(claims, admin, algorithm="HS256"))
 
 
 def _send(client, datasource: str, source: str) -> bool:

@@ -26,8 +26,8 @@ _OUTPUT_FORMATS = {
 _SQL_MEDIA = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson", "CSVWithNames": "text/csv"}
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _token(request: Request, workspace: Workspace) -> Token:
@@ -60,7 +60,7 @@ def build_app(workspace: Workspace) -> Starlette:
             try:
                 return await fn(request)
             except RequestError as exc:
-                return error(exc.status, exc.message)
+                return error(exc.status, exc.message, exc.headers)
             except (ProjectError, BuildError) as exc:
                 return error(400, str(exc))
 
@@ -75,6 +75,10 @@ def build_app(workspace: Workspace) -> Starlette:
     async def list_tokens(request: Request) -> Response:
         workspace.tokens.require_admin(_token(request, workspace))
         return JSONResponse({"tokens": [t.as_json() for t in workspace.tokens.all()]})
+
+    async def workspace_info(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))
+        return JSONResponse({"id": workspace.tokens.workspace_id, "name": workspace.project_dir.name})
 
     async def events(request: Request) -> Response:
         token = _token(request, workspace)
@@ -94,10 +98,14 @@ def build_app(workspace: Workspace) -> Starlette:
         workspace.tokens.require(token, "PIPES:READ", name)
         values = {k: v for k, v in request.query_params.items() if k != "token"}
         if request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
-            payload = await request.json()
+            try:
+                payload = await request.json()
+            except ValueError:
+                payload = None
             if not isinstance(payload, dict):
                 raise bad_request("A POST body must be a JSON object of parameters")
             values.update({k: str(v) for k, v in payload.items()})
+        values.update(token.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
         fmt, media = _OUTPUT_FORMATS[ext]
         body = await run_in_threadpool(lambda: workspace.run_read_query(renderer.render(values), fmt))
         return Response(body, media_type=media)
@@ -151,6 +159,7 @@ def build_app(workspace: Workspace) -> Starlette:
         Route("/v0/health", handler(health)),
         Route("/tokens", handler(local_tokens)),
         Route("/v0/tokens", handler(list_tokens)),
+        Route("/v0/workspace", handler(workspace_info)),
         Route("/v0/events", handler(events), methods=["POST"]),
         Route("/v0/pipes", handler(list_pipes)),
         Route("/v0/pipes/{file}", handler(pipe_data), methods=["GET", "POST"]),

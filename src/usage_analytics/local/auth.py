@@ -1,20 +1,28 @@
-"""Tokens as Tinybird has them: workspace admin tokens, and static tokens declared in datafiles.
+"""Tokens as Tinybird has them: workspace admin tokens, static tokens declared in datafiles, and JWTs.
 
 `TOKEN <name> READ` in a pipe grants PIPES:READ on it; `TOKEN <name> APPEND` (or READ) in a datasource
 grants DATASOURCES:APPEND (or READ) on it. Tokens are stored in the data dir, so they survive restarts.
+A JWT is signed (HS256) with the workspace admin token and carries its own scopes; its `fixed_params`
+override whatever the caller passes, which is how a tenant's dashboard is kept to its tenant.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import jwt
 
 from .pipes import RequestError
 from .project import Project
 
 ADMIN_NAMES = ("admin_token", "user_token", "workspace_admin_token")
+_WORKSPACE_ID = "__workspace_id__"  # stored beside the token secrets; no token can have this name
 
 
 @dataclass
@@ -23,6 +31,8 @@ class Token:
     token: str
     admin: bool = False
     scopes: set[tuple[str, str]] = field(default_factory=set)  # (scope, resource name)
+    fixed_params: dict[str, dict[str, str]] = field(default_factory=dict)  # pipe -> parameters it cannot change
+    rps: float | None = None  # requests per second allowed, JWT `limits.rps`
 
     def allows(self, scope: str, resource: str) -> bool:
         return self.admin or (scope, resource) in self.scopes
@@ -32,11 +42,36 @@ class Token:
         return {"name": self.name, "token": self.token, "scopes": [{"type": "ADMIN"}] if self.admin else scopes}
 
 
+class RateLimiter:
+    """Per-token requests per second, over a sliding one-second window, as JWT `limits.rps` asks."""
+
+    def __init__(self):
+        self._calls: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, token: Token) -> None:
+        if not token.rps:
+            return
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._calls.get(token.token, []) if now - t < 1.0]
+            if len(recent) >= token.rps:
+                self._calls[token.token] = recent
+                raise RequestError(
+                    429,
+                    f"Rate limit of {token.rps:g} requests per second exceeded for {token.name}",
+                    headers={"Retry-After": "1", "X-RateLimit-Limit": f"{token.rps:g}", "X-RateLimit-Remaining": "0"},
+                )
+            recent.append(now)
+            self._calls[token.token] = recent
+
+
 class TokenStore:
     def __init__(self, data_dir: Path):
         self._path = Path(data_dir) / "tokens.json"
         self._secrets: dict[str, str] = json.loads(self._path.read_text()) if self._path.exists() else {}
         self._by_value: dict[str, Token] = {}
+        self._limiter = RateLimiter()
         self.sync(None)
 
     def _secret(self, name: str) -> str:
@@ -46,6 +81,7 @@ class TokenStore:
 
     def sync(self, project: Project | None) -> None:
         """Create the admin tokens and one token per name declared in the datafiles (stable values)."""
+        self._secrets.setdefault(_WORKSPACE_ID, str(uuid.uuid4()))
         tokens = {name: Token(name, self._secret(name), admin=True) for name in ADMIN_NAMES}
         if project is not None:
             for kind, resources, scope_of in (
@@ -75,12 +111,37 @@ class TokenStore:
     def all(self) -> list[Token]:
         return sorted(self._by_value.values(), key=lambda t: t.name)
 
+    @property
+    def workspace_id(self) -> str:
+        return self._secrets[_WORKSPACE_ID]
+
     def authenticate(self, value: str | None) -> Token:
         if not value:
             raise RequestError(403, "Missing token: pass it as Authorization: Bearer <token> or ?token=<token>")
-        token = self._by_value.get(value)
+        token = self._by_value.get(value) or (self._from_jwt(value) if value.count(".") == 2 else None)
         if token is None:
             raise RequestError(403, "Invalid token")
+        self._limiter.check(token)
+        return token
+
+    def _from_jwt(self, value: str) -> Token:
+        try:
+            claims = jwt.decode(value, self.admin_token, algorithms=["HS256"], options={"require": ["exp"]})
+        except jwt.ExpiredSignatureError:
+            raise RequestError(403, "Invalid token: the JWT has expired") from None
+        except jwt.PyJWTError as exc:
+            raise RequestError(403, f"Invalid token: {exc}") from None
+        if claims.get("workspace_id") != self.workspace_id:
+            raise RequestError(403, "Invalid token: the JWT is for another workspace")
+        token = Token(str(claims.get("name", "jwt")), value)
+        for scope in claims.get("scopes", []):
+            if scope.get("type") != "PIPES:READ" or not scope.get("resource"):
+                raise RequestError(403, "Invalid token: JWT scopes must be PIPES:READ with a resource")
+            token.scopes.add(("PIPES:READ", scope["resource"]))
+            fixed = scope.get("fixed_params") or {}
+            token.fixed_params[scope["resource"]] = {k: str(v) for k, v in fixed.items()}
+        rps = (claims.get("limits") or {}).get("rps")
+        token.rps = float(rps) if rps else None
         return token
 
     @staticmethod
