@@ -1,0 +1,130 @@
+"""Tinybird's token model on the embedded server: admin, static datafile tokens and JWTs."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import jwt
+import pytest
+import requests
+from conftest import CLI, event, slice_project
+
+pytestmark = pytest.mark.embedded
+
+
+@pytest.fixture
+def served(tmp_path, start_server):
+    server, target = start_server(slice_project(tmp_path / "project"))
+    rows = [event(event_id=f"e{i}", user_id=f"u{i}", feature=f) for i, f in enumerate(["search", "search", "billing"])]
+    assert target.send("events", rows).json()["successful_rows"] == 3
+    return server, target
+
+
+def cli(target, *args) -> subprocess.CompletedProcess:
+    command = [CLI, "token", *args, "--host", target.base_url, "--token", target.token]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+def analyst_token(target) -> str:
+    result = cli(target, "show", "analyst")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def status(target, method: str, path: str, token: str | None, **kwargs) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.request(method, target.url(path), headers=headers, timeout=10, **kwargs).status_code
+
+
+def test_who_may_do_what(served):
+    _, target = served
+    analyst = analyst_token(target)
+    pipe, events, sql = "/v0/pipes/feature_usage.json", "/v0/events?name=events&wait=true", "/v0/sql?q=SELECT+1"
+    row = '{"event_id": "x"}'
+    table = [
+        ("admin reads a pipe", "GET", pipe, target.token, {}, 200),
+        ("admin appends", "POST", events, target.token, {"data": row}, 200),
+        ("admin runs SQL", "GET", sql, target.token, {}, 200),
+        ("admin lists tokens", "GET", "/v0/tokens", target.token, {}, 200),
+        ("analyst reads its pipe", "GET", pipe, analyst, {}, 200),
+        ("analyst cannot append", "POST", events, analyst, {"data": row}, 403),
+        ("analyst cannot run SQL", "GET", sql, analyst, {}, 403),
+        ("analyst cannot list tokens", "GET", "/v0/tokens", analyst, {}, 403),
+        ("analyst cannot build", "POST", "/v0/build", analyst, {}, 403),
+        ("no token reads nothing", "GET", pipe, None, {}, 403),
+        ("unknown token reads nothing", "GET", pipe, "p.nope", {}, 403),
+        ("no token appends nothing", "POST", events, None, {"data": row}, 403),
+        ("anyone checks health", "GET", "/v0/health", None, {}, 200),
+    ]
+    got = [(name, status(target, method, path, token, **kw)) for name, method, path, token, kw, _ in table]
+    assert got == [(name, expected) for name, *_, expected in table]
+
+
+def test_tokens_are_listed_and_stable_across_restarts(served):
+    server, target = served
+    listing = cli(target, "ls")
+    assert "analyst: PIPES:READ:feature_usage" in listing.stdout
+    assert "admin_token: ADMIN" in listing.stdout
+    before = analyst_token(target)
+    server.stop()
+    target = server.start()
+    assert analyst_token(target) == before
+
+
+def mint(target, *args) -> str:
+    result = cli(target, "jwt", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_jwt_with_fixed_params_only_ever_sees_its_slice(served):
+    _, target = served
+    token = mint(target, "--pipe", "feature_usage", "--fixed", "feature=search", "--ttl", "10m")
+    expected = [{"feature": "search", "usage_count": 2, "unique_users": 2}]
+    for params in ({}, {"feature": "billing"}, {"feature": "x' OR '1'='1"}):
+        assert target.pipe("feature_usage", params, token=token).json()["data"] == expected
+
+
+def test_jwts_that_must_be_refused(served):
+    _, target = served
+    workspace = requests.get(target.url("/v0/workspace"), headers=target.auth(), timeout=5).json()["id"]
+    scope = [{"type": "PIPES:READ", "resource": "feature_usage"}]
+    good = {"workspace_id": workspace, "name": "t", "exp": int(time.time()) + 60, "scopes": scope}
+    cases = {
+        "expired": jwt.encode({**good, "exp": int(time.time()) - 5}, target.token, algorithm="HS256"),
+        "badly signed": jwt.encode(good, "not-the-admin-token-but-long-enough-for-hs256", algorithm="HS256"),
+        "other workspace": jwt.encode({**good, "workspace_id": "w2"}, target.token, algorithm="HS256"),
+        "no expiry": jwt.encode({k: v for k, v in good.items() if k != "exp"}, target.token, algorithm="HS256"),
+        "garbage": "a.b.c",
+    }
+    for name, token in cases.items():
+        response = target.pipe("feature_usage", token=token)
+        assert response.status_code == 403, name
+        assert response.json()["error"].startswith("Invalid token"), name
+    assert target.pipe("feature_usage", token=jwt.encode(good, target.token, algorithm="HS256")).status_code == 200
+
+
+def test_a_jwt_reads_only_its_pipes(served):
+    _, target = served
+    token = mint(target, "--pipe", "feature_usage")
+    assert status(target, "GET", "/v0/sql?q=SELECT+1", token) == 403
+    assert status(target, "POST", "/v0/events?name=events", token, data="{}") == 403
+
+
+def test_a_jwt_rate_limit_answers_429_with_retry_after(served):
+    _, target = served
+    token = mint(target, "--pipe", "feature_usage", "--rps", "2")
+    answers = [target.pipe("feature_usage", token=token) for _ in range(5)]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and all(a.status_code in (200, 429) for a in answers)
+    assert limited[0].headers["Retry-After"] == "1"
+    time.sleep(1.1)
+    assert target.pipe("feature_usage", token=token).status_code == 200
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--ttl", "soon"], "--ttl"), (["--fixed", "novalue"], "--fixed")])
+def test_jwt_command_names_bad_options(served, args, message):
+    _, target = served
+    result = cli(target, "jwt", "--pipe", "feature_usage", *args)
+    assert result.returncode != 0 and message in result.stderr
