@@ -87,6 +87,57 @@ def generate(out: Path, seed: int, rows: int | None, sources: tuple[str, ...], d
         click.echo(f"{info['path']}: {info['rows']} rows" + (f" ({info['dirty']} dirty)" if info["dirty"] else ""))
 
 
+def _table(meta: list[dict], rows: list[dict]) -> str:
+    names = [m["name"] for m in meta]
+    cells = [[("" if r[n] is None else str(r[n])) for n in names] for r in rows]
+    widths = [max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names)]
+    numeric = [m["type"].removeprefix("Nullable(").startswith(("Int", "UInt", "Float", "Decimal")) for m in meta]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(names), rule, *(line(c) for c in cells), f"({len(rows)} rows)"])
+
+
+@main.command()
+@click.argument("endpoint")
+@click.option("--param", "-p", "params", multiple=True, help="A parameter as NAME=VALUE (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--host", help="Tinybird API base URL (default: TB_HOST or the local server).")
+@click.option("--token", help="Token that may read the endpoint (default: TB_TOKEN or the local admin token).")
+def query(endpoint: str, params: tuple[str, ...], fmt: str, host, token) -> None:
+    """Print an endpoint's result: a table, JSON or CSV."""
+    values = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"bad --param {item!r}: use NAME=VALUE")
+        values[key] = value
+    host, token = _host_and_token(host, token)
+    ext = "csv" if fmt == "csv" else "json"
+    try:
+        response = requests.get(
+            f"{host}/v0/pipes/{endpoint}.{ext}",
+            params=values,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {host}: {exc.__class__.__name__}")
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError):
+            message = response.text[:300]
+        _fail(f"{endpoint}: HTTP {response.status_code}: {message}")
+    if fmt == "table":
+        body = response.json()
+        click.echo(_table(body["meta"], body["data"]))
+    else:
+        click.echo(response.text.rstrip("\n"))
+
+
 @main.group()
 def token() -> None:
     """List the workspace's tokens, show one, or mint a JWT for a dashboard."""

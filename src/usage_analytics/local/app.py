@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import Token
+from .openapi import document as openapi_document
 from .pipes import RequestError, bad_request
 from .project import ProjectError
 from .workspace import BuildError, Workspace
@@ -110,6 +111,18 @@ def build_app(workspace: Workspace) -> Starlette:
         body = await run_in_threadpool(lambda: workspace.run_read_query(renderer.render(values), fmt))
         return Response(body, media_type=media)
 
+    async def openapi(request: Request) -> Response:
+        """The OpenAPI document of every endpoint the token may read (one endpoint's, under its name)."""
+        token = _token(request, workspace)
+        only = request.path_params.get("name")
+        names = [only] if only else sorted(workspace.project.endpoints)
+        if only:
+            workspace.endpoint(only)
+            workspace.tokens.require(token, "PIPES:READ", only)
+        readable = [n for n in names if token.allows("PIPES:READ", n)]
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(await run_in_threadpool(openapi_document, workspace, readable, base))
+
     async def list_pipes(request: Request) -> Response:
         _token(request, workspace)
         pipes = [
@@ -162,6 +175,8 @@ def build_app(workspace: Workspace) -> Starlette:
         Route("/v0/workspace", handler(workspace_info)),
         Route("/v0/events", handler(events), methods=["POST"]),
         Route("/v0/pipes", handler(list_pipes)),
+        Route("/v0/pipes/openapi.json", handler(openapi)),
+        Route("/v0/pipes/{name}/openapi.json", handler(openapi)),
         Route("/v0/pipes/{file}", handler(pipe_data), methods=["GET", "POST"]),
         Route("/v0/sql", handler(sql), methods=["GET", "POST"]),
         Route("/v0/datasources", handler(list_datasources)),

@@ -156,25 +156,30 @@ class PipeRenderer:
                     f"Missing required parameter '{name}' ({param.type}): {param.description}".rstrip(": ")
                 )
 
-    def render(self, values: dict[str, str], node_name: str | None = None) -> str:
-        """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined."""
-        self.validate(values)
+    def render(self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False) -> str:
+        """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined.
+
+        `test_mode` renders every parameter as a typed placeholder (Tinybird's own check mode), which
+        gives the shape of the result without real values: what DESCRIBE needs for the OpenAPI document.
+        """
+        if not test_mode:
+            self.validate(values)
         target = node_name or self.pipe.output_node.name
         rendered: dict[tuple[str, str], tuple[str, str]] = {}
         for node in self.pipe.nodes:
-            sql = self._render_node(node, values)
+            sql = self._render_node(node, values, test_mode)
             sql = self._resolve(sql, rendered, values)
             if node.name == target:
                 return sql
             rendered[("", node.name)] = ("", f"({sql})")
         raise RequestError(404, f"pipe {self.pipe.name} has no node {target}")
 
-    def _render_node(self, node: Node, values: dict[str, str]) -> str:
+    def _render_node(self, node: Node, values: dict[str, str], test_mode: bool = False) -> str:
         template = _template_sql(node)
         if template is None:
             return node.sql
         try:
-            sql, _, _ = render_sql_template(template, dict(values), name=node.name)
+            sql, _, _ = render_sql_template(template, dict(values), name=node.name, test_mode=test_mode)
         except SQLTemplateException as exc:
             raise bad_request(str(exc).removeprefix("Template Syntax Error: ")) from None
         except ValueError as exc:  # the template's own {{ error('...') }}
