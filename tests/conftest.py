@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -107,11 +108,46 @@ class ServerProcess:
         return code
 
 
+def remote() -> tuple[str, str] | None:
+    host, token = os.environ.get("TB_HOST"), os.environ.get("TB_TOKEN")
+    return (host, token) if host and token else None
+
+
+def pytest_collection_modifyitems(config, items):
+    if remote():
+        skip = pytest.mark.skip(reason="exercises the embedded server itself; TB_HOST points elsewhere")
+        for item in items:
+            if "embedded" in item.keywords:
+                item.add_marker(skip)
+
+
+def load_fixtures(target: Target) -> None:
+    """Empty every datasource of the project on a real Tinybird, then send fixtures/ through the Events API."""
+    from usage_analytics.ingest import EventsClient, read_lines
+    from usage_analytics.local import load_project
+
+    hostname = urlsplit(target.base_url).hostname
+    if hostname not in ("localhost", "127.0.0.1", "::1") and os.environ.get("TB_ALLOW_DESTRUCTIVE") != "1":
+        pytest.exit(f"refusing to truncate the datasources of {target.base_url}: set TB_ALLOW_DESTRUCTIVE=1", 2)
+    project = load_project(ROOT)
+    for name in project.datasources:
+        url = target.url(f"/v0/datasources/{name}/truncate")
+        response = target.http.post(url, headers=target.auth(), timeout=120)
+        assert response.status_code in (200, 204), f"truncate {name}: {response.text}"
+    client = EventsClient(target.base_url, target.token)
+    for name in project.datasources:
+        fixture = project.fixture_for(name)
+        if fixture is not None:
+            totals = client.send(name, read_lines(str(fixture)))
+            assert totals.failed == 0, f"{name}: {totals.summary()}"
+
+
 @pytest.fixture(scope="session")
 def target(tmp_path_factory):
-    host, token = os.environ.get("TB_HOST"), os.environ.get("TB_TOKEN")
-    if host and token:
-        yield Target(host, token)
+    if remote():
+        tinybird = Target(*remote())
+        load_fixtures(tinybird)
+        yield tinybird
         return
     server = ServerProcess(ROOT, tmp_path_factory.mktemp("session") / "data")
     yield server.start()

@@ -154,6 +154,12 @@ def build_app(workspace: Workspace) -> Starlette:
         ds = workspace.datasource(request.path_params["name"])
         return JSONResponse(await run_in_threadpool(workspace.datasource_info, ds))
 
+    async def truncate(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))
+        ds = workspace.datasource(request.path_params["name"])
+        await run_in_threadpool(workspace.truncate, ds)
+        return Response(status_code=204)
+
     async def build(request: Request) -> Response:
         workspace.tokens.require_admin(_token(request, workspace))
         report = await run_in_threadpool(workspace.build)
@@ -181,6 +187,7 @@ def build_app(workspace: Workspace) -> Starlette:
         Route("/v0/sql", handler(sql), methods=["GET", "POST"]),
         Route("/v0/datasources", handler(list_datasources)),
         Route("/v0/datasources/{name}", handler(datasource_info)),
+        Route("/v0/datasources/{name}/truncate", handler(truncate), methods=["POST"]),
         Route("/v0/build", handler(build), methods=["POST"]),
     ]
     handlers = {404: not_found, 405: method_not_allowed, 500: internal_error, Exception: internal_error}

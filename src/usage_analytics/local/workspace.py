@@ -185,6 +185,11 @@ class Workspace:
             ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
         return IngestResult(ok, bad, "fixtures")
 
+    def truncate(self, ds: Datasource) -> None:
+        """Empty a datasource and its quarantine; materialized targets keep what they hold, as in Tinybird."""
+        self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
+        self.engine.query(f"TRUNCATE TABLE IF EXISTS {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)}")
+
     def datasource_info(self, ds: Datasource) -> dict:
         return {
             "name": ds.name,
