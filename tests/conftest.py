@@ -73,11 +73,13 @@ class ServerProcess:
         self.port = port or free_port()
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
+        self.extra_args: list[str] = []
 
     def start(self, timeout: float = 60) -> Target:
         args = [CLI, "local", "--project-dir", str(self.project_dir), "--data-dir", str(self.data_dir)]
         self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*args, "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT)
+        args += ["--port", str(self.port), *self.extra_args]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -29,15 +29,20 @@ def main() -> None:
 @click.option("--data-dir", default=".tinybird-local", show_default=True, type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7181, show_default=True, type=int)
-def local(project_dir: Path, data_dir: Path, host: str, port: int) -> None:
+@click.option("--fsync", is_flag=True, help="fsync every insert, so acknowledged rows survive power loss too.")
+def local(project_dir: Path, data_dir: Path, host: str, port: int, fsync: bool) -> None:
     """Serve the project's datasources and endpoints with Tinybird's API, on chDB (no Docker)."""
     from .local import BuildError, ProjectError, serve
-    from .local.engine import DataDirLocked
+    from .local.engine import DataDirLocked, EngineError
 
     try:
-        serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False))
+        serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False), fsync=fsync)
     except (ProjectError, BuildError, DataDirLocked) as exc:
         _fail(str(exc))
+    except EngineError as exc:
+        _fail(f"the engine failed on data dir {data_dir}: {exc}")
+    except OSError as exc:
+        _fail(f"cannot use data dir {data_dir}: {exc.strerror or exc}")
 
 
 def _host_and_token(host: str | None, token: str | None) -> tuple[str, str]:

@@ -20,6 +20,12 @@ class _AnnouncingServer(uvicorn.Server):
         super().__init__(config)
         self._on_listening = on_listening
 
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, which would kill the process before
+        # the workspace closes; the shutdown is complete, so exit normally instead
+        self._captured_signals.clear()
+
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
         if self.started:
@@ -38,9 +44,11 @@ def example_calls(workspace: Workspace, base: str) -> list[str]:
     return calls
 
 
-def serve(project_dir: Path, data_dir: Path, host: str, port: int, echo: Callable[[str], None] = print) -> None:
+def serve(
+    project_dir: Path, data_dir: Path, host: str, port: int, echo: Callable[[str], None] = print, fsync: bool = False
+) -> None:
     started = time.perf_counter()
-    workspace = Workspace(project_dir, data_dir)
+    workspace = Workspace(project_dir, data_dir, fsync=fsync)
     try:
         for line in workspace.build().lines:
             echo(f"  {line}")

@@ -41,7 +41,8 @@ class BuildReport:
 
 
 class Workspace:
-    def __init__(self, project_dir: Path, data_dir: Path):
+    def __init__(self, project_dir: Path, data_dir: Path, fsync: bool = False):
+        self.fsync = fsync  # survive power loss too: fsync every inserted part and its directory
         self.project_dir = Path(project_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
         self.engine = Engine(self.data_dir)
@@ -97,6 +98,7 @@ class Workspace:
                 if action in ("create", "recreate"):
                     fresh.add(name)
             self._save_signatures(project)
+            self._apply_fsync(project)
             self.project = project
             self._renderers = {name: PipeRenderer(p, self._resolve_table) for name, p in project.pipes.items()}
             for pipe in project.materializations.values():
@@ -131,6 +133,15 @@ class Workspace:
                     f"ALTER TABLE {ddl.table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
                 )
         self.engine.query(ddl.create_quarantine(ds))
+
+    def _apply_fsync(self, project: Project) -> None:
+        value = int(self.fsync)
+        for name, ds in project.datasources.items():
+            if "MergeTree" in ds.engine:
+                self.engine.query(
+                    f"ALTER TABLE {ddl.table(name)} MODIFY SETTING "
+                    f"fsync_after_insert = {value}, fsync_part_directory = {value}"
+                )
 
     def _save_signatures(self, project: Project) -> None:
         state = self._stored_signatures()

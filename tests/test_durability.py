@@ -1,0 +1,137 @@
+"""No acknowledged row lost: kill -9 the server under continuous ingest, restart, count.
+
+The short variant runs in `make test`; the long one (`pytest -m slow tests/test_durability.py`) does 20
+cycles. Each reports its figures: cycles, batches acknowledged, rows found, rows lost (must be 0).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from conftest import CLI, ServerProcess, event, slice_project
+
+pytestmark = pytest.mark.embedded
+BATCH = 200
+
+
+class Writer(threading.Thread):
+    """Sends numbered batches with wait=true until stopped; remembers which ones were acknowledged."""
+
+    def __init__(self, base_url: str, token: str, first_batch: int):
+        super().__init__(daemon=True)
+        self.base_url, self.token, self.batch = base_url, token, first_batch
+        self.acknowledged: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self):
+        http = requests.Session()
+        while not self.stop.is_set():
+            rows = [json.dumps(event(event_id=f"{self.batch}-{i}", session_id=str(self.batch))) for i in range(BATCH)]
+            try:
+                response = http.post(
+                    f"{self.base_url}/v0/events",
+                    params={"name": "events", "wait": "true"},
+                    data="\n".join(rows),
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=10,
+                )
+            except requests.RequestException:
+                return  # the server died under us: this batch was never acknowledged
+            if response.status_code == 200 and response.json()["successful_rows"] == BATCH:
+                self.acknowledged.append(self.batch)
+            self.batch += 1
+
+
+def kill_restart_cycles(tmp_path, cycles: int) -> dict:
+    server = ServerProcess(slice_project(tmp_path / "project"), tmp_path / "data")
+    target = server.start()
+    acknowledged: list[int] = []
+    next_batch = 0
+    rng = random.Random(cycles)
+    try:
+        for _ in range(cycles):
+            writer = Writer(target.base_url, target.token, next_batch)
+            writer.start()
+            time.sleep(rng.uniform(0.3, 1.2))
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait()
+            writer.join(timeout=15)
+            acknowledged += writer.acknowledged
+            next_batch = writer.batch + 1
+            server.stop()
+            target = server.start()
+        stored = target.sql("SELECT toUInt32(session_id) AS batch, count() AS n FROM events GROUP BY batch")
+    finally:
+        server.stop()
+    found = {row["batch"]: row["n"] for row in stored}
+    lost = [b for b in acknowledged if found.get(b) != BATCH]
+    torn = {b: n for b, n in found.items() if n != BATCH}
+    figures = {
+        "cycles": cycles,
+        "batches_acknowledged": len(acknowledged),
+        "rows_acknowledged": len(acknowledged) * BATCH,
+        "rows_found": sum(found.values()),
+        "rows_lost": sum(BATCH - found.get(b, 0) for b in lost),
+        "half_written_batches": len(torn),
+    }
+    print(f"\nkill -9 durability: {figures}")
+    assert acknowledged, "no batch was acknowledged: the harness tested nothing"
+    assert not lost and not torn, figures
+    return figures
+
+
+def test_acknowledged_rows_survive_kill_9(tmp_path):
+    kill_restart_cycles(tmp_path, cycles=3)
+
+
+@pytest.mark.slow
+def test_acknowledged_rows_survive_20_kill_9_cycles(tmp_path):
+    kill_restart_cycles(tmp_path, cycles=20)
+
+
+def test_sigterm_finishes_and_frees_the_port(tmp_path, start_server):
+    server, target = start_server(slice_project(tmp_path / "project"))
+    assert target.send("events", [event(event_id="e1")]).status_code == 200
+    assert server.stop() == 0
+    again = ServerProcess(server.project_dir, server.data_dir, port=server.port)
+    try:
+        assert again.start().sql("SELECT count() AS n FROM events") == [{"n": 1}]
+    finally:
+        again.stop()
+
+
+def test_a_restart_that_would_lose_data_is_refused(tmp_path, start_server):
+    server, target = start_server(slice_project(tmp_path / "project"))
+    target.send("events", [event(event_id="e1")])
+    server.stop()
+    datasource = server.project_dir / "datasources/events.datasource"
+    datasource.write_text(datasource.read_text().replace("`user_id` String", "`user_id` UInt64"))
+    with pytest.raises(RuntimeError, match="datasource events.*1 rows"):
+        server.start(timeout=30)
+
+
+def test_an_unusable_data_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    args = [CLI, "local", "--project-dir", str(slice_project(tmp_path / "p")), "--data-dir", str(blocker / "data")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "cannot use data dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fsync_mode_applies_the_table_settings(tmp_path):
+    server = ServerProcess(slice_project(tmp_path / "project"), tmp_path / "data")
+    server.extra_args = ["--fsync"]
+    target = server.start()
+    try:
+        settings = target.sql("SELECT create_table_query FROM system.tables WHERE name = 'events' AND database = 'tb'")
+        assert "fsync_after_insert = 1" in settings[0]["create_table_query"]
+    finally:
+        server.stop()
