@@ -102,8 +102,8 @@ def _column_sql(i: int, col: Column) -> _ColumnSQL:
     else:
         value = f"CAST(if(p{i}, assumeNotNull(v{i}), {fallback}) AS {col.sql_type})"
     error = (
-        f"if(ok{i}, '', if(p{i}, concat('value ', x{i}, ' is not a valid {col.type}'), "
-        f"'missing value for column {col.name} ({col.type}) with no DEFAULT'))"
+        f"if(ok{i}, '', if(p{i}, concat('column {col.name}: value ', x{i}, ' is not a valid {col.type}'), "
+        f"'column {col.name}: missing value ({col.type}, not Nullable, no DEFAULT)'))"
     )
     return _ColumnSQL(present, text, parsed, ok, value, error)
 
