@@ -94,8 +94,7 @@ def _datetime(name: str, raw: str | None) -> datetime | None:
 
 
 def _string(name: str, raw: str | None) -> str | None:
-    # A passed empty string is a defined value (Tinybird's defined() is true for `?feature=`).
-    return raw
+    return raw  # a passed '' is a defined value: Tinybird's defined() is true for `?feature=`
 
 
 def _required(name: str, raw: str | None) -> str:
@@ -148,13 +147,12 @@ WINDOW: dict[str, Parser] = {"start_date": _datetime, "end_date": _datetime}
 
 
 def _pin(p: dict, name: str) -> datetime:
-    """Windows the seeds anchor on now(): the oracle never reads the wall clock."""
-    if p[name] is None:
+    if p[name] is None:  # the windows the seeds anchor on now(): the oracle never reads the wall clock
         raise ValueError("pin required")
     return p[name]
 
 
-# ---- rows, windows and groups
+# ---- rows, windows, groups and aggregates
 
 Item = tuple[datetime, dict]  # a row with its parsed timestamp
 
@@ -188,7 +186,7 @@ def _nonempty_feature(items: list[Item], p: dict) -> list[Item]:
 def _days_before(end: datetime, days: int) -> datetime:
     try:
         return end - timedelta(days=days)
-    except OverflowError:  # an absurd `days` is simply an unbounded (or empty) window
+    except OverflowError:  # a huge `days` (Int32 allows it) makes an unbounded or an empty window
         return datetime.min if days > 0 else datetime.max
 
 
@@ -215,9 +213,6 @@ def _bucket(ts: datetime, unit: str) -> datetime:
     if unit == "week":
         return midnight - timedelta(days=ts.weekday())
     return midnight.replace(day=1)
-
-
-# ---- aggregates
 
 
 def _fmt(ts: datetime) -> str:
@@ -344,9 +339,8 @@ SESSION_KEYS = ("session_id", "user_id", "device_type", "browser", "os", "locati
 def _session_insights(params: dict, rows: dict) -> list[tuple]:
     p = _parse(params, **WINDOW, user_id=_string, limit=_limit(100))
     out = []
-    for (session, user, device, browser, os_, location), g in _group(
-        _select(rows["app_events"], p, "user_id"), _by(*SESSION_KEYS)
-    ).items():
+    sessions = _group(_select(rows["app_events"], p, "user_id"), _by(*SESSION_KEYS))
+    for (session, user, device, browser, os_, location), g in sessions.items():
         first, last = _span(g)
         duration = int((_ts(last) - _ts(first)).total_seconds())
         if duration > 0:  # the seed's HAVING session_duration_seconds > 0
