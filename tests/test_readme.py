@@ -15,7 +15,7 @@ from conftest import ROOT, free_port
 README = (ROOT / "README.md").read_text()
 CONTRACT = (ROOT / "docs/ENDPOINTS.md").read_text()
 TOUR = README.split("<!-- endpoint-tour")[1].split("<!-- /endpoint-tour -->")[0]
-EXAMPLES = dict(re.findall(r'\| `(\w+)` \| `curl "\$TB_HOST/v0/pipes/(\w+\.json\?[^"]+)"` \|', TOUR))
+EXAMPLES = dict(re.findall(r'\| `(\w+)` \| [^|]+ \| `curl "\$TB_HOST/v0/pipes/(\w+\.json\?[^"]+)"` \|', TOUR))
 CONTRACT_ENDPOINTS = re.findall(r"^\| `(\w+)` \|", CONTRACT, flags=re.MULTILINE)
 
 
@@ -59,13 +59,14 @@ def test_make_run_serves_the_project_and_prints_working_curl_lines(tmp_path):
         for line in proc.stdout:
             if "ready at" in line:
                 break
+        endpoints = sorted(p.stem for p in (ROOT / "endpoints").glob("*.pipe"))
         curls = []
-        for line in proc.stdout:
-            if not line.strip().startswith("curl "):
+        for line in proc.stdout:  # the curl lines follow the ready line, one per endpoint
+            if line.strip().startswith("curl "):
+                curls.append(line.strip())
+            if len(curls) == len(endpoints):
                 break
-            curls.append(line.strip())
-        served = sorted(re.search(r"/v0/pipes/(\w+)\.json", curl).group(1) for curl in curls)
-        assert served == sorted(p.stem for p in (ROOT / "endpoints").glob("*.pipe"))
+        assert sorted(re.search(r"/v0/pipes/(\w+)\.json", curl).group(1) for curl in curls) == endpoints
         for curl in curls:
             url = curl.split("'")[1]
             response = requests.get(url, timeout=30)
