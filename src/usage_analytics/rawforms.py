@@ -1,0 +1,155 @@
+"""The questions the roll-up-backed endpoints answer, asked of the raw tables instead.
+
+Tests compare each endpoint with its raw form (the roll-up must not change an answer), and the
+benchmark times both (what the roll-up buys). Percentiles here are exact (quantilesExact), so a test
+compares them within the contract's band, not for equality. The SQL is written with `{name:Type}`
+placeholders; `raw_query` fills them with quoted literals so the text runs anywhere (`/v0/sql` too).
+"""
+
+from __future__ import annotations
+
+import re
+
+_PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
+
+
+def _where(params: dict, filters: tuple[str, ...] = ()) -> str:
+    clauses = ["1 = 1"]
+    if "start_date" in params:
+        clauses.append("timestamp >= {start_date:DateTime}")
+    if "end_date" in params:
+        clauses.append("timestamp <= {end_date:DateTime}")
+    clauses += [f"{f} = {{{f}:String}}" for f in filters if f in params]
+    return " AND ".join(clauses)
+
+
+def _bucket(expr: str, granularity: str) -> str:
+    return {
+        "minute": f"toStartOfMinute({expr})",
+        "hour": f"toStartOfHour({expr})",
+        "day": f"toStartOfDay({expr})",
+        "week": f"toDateTime(toMonday({expr}))",
+        "month": f"toDateTime(toStartOfMonth({expr}))",
+    }[granularity]
+
+
+def _latency(points: str) -> str:
+    return f"quantilesExact({points})(response_time_ms)"
+
+
+def time_series_metrics(p: dict) -> str:
+    return f"""
+        SELECT {_bucket("timestamp", p.get("granularity", "hour"))} AS period, count() AS request_count,
+            countIf(status_code >= 400) AS error_count, round(error_count / request_count, 4) AS error_rate,
+            round(avg(response_time_ms), 2) AS avg_response_time_ms,
+            round({_latency("0.95, 0.99")}[1], 2) AS p95_response_time_ms,
+            round({_latency("0.95, 0.99")}[2], 2) AS p99_response_time_ms
+        FROM api_logs WHERE {_where(p, ("tenant_id", "endpoint"))} GROUP BY period ORDER BY period"""
+
+
+def endpoint_performance(p: dict) -> str:
+    return f"""
+        SELECT endpoint, method, count() AS request_count, round(avg(response_time_ms), 2) AS avg_response_time_ms,
+            round({_latency("0.5, 0.95, 0.99")}[1], 2) AS p50_response_time_ms,
+            round({_latency("0.5, 0.95, 0.99")}[2], 2) AS p95_response_time_ms,
+            round({_latency("0.5, 0.95, 0.99")}[3], 2) AS p99_response_time_ms,
+            round(1 - error_rate, 4) AS success_rate,
+            round(countIf(status_code >= 400) / request_count, 4) AS error_rate
+        FROM api_logs WHERE {_where(p, ("tenant_id", "method", "endpoint"))}
+        GROUP BY endpoint, method ORDER BY request_count DESC, endpoint, method
+        LIMIT {{limit:Int32}}"""
+
+
+def api_usage_by_tenant(p: dict) -> str:
+    return f"""
+        SELECT tenant_id, count() AS request_count, uniqExact(user_id) AS unique_users,
+            uniqExact(endpoint) AS unique_endpoints, countIf(status_code >= 400) AS error_count,
+            round(error_count / request_count, 4) AS error_rate,
+            round(avg(response_time_ms), 2) AS avg_response_time_ms,
+            sum(request_size_bytes) AS total_request_bytes, sum(response_size_bytes) AS total_response_bytes
+        FROM api_logs WHERE {_where(p)} GROUP BY tenant_id ORDER BY request_count DESC, tenant_id
+        LIMIT {{limit:Int32}}"""
+
+
+def geographic_distribution(p: dict) -> str:
+    return f"""
+        SELECT region, count() AS request_count, uniqExact(user_id) AS unique_users,
+            round(avg(response_time_ms), 2) AS avg_response_time_ms,
+            round(countIf(status_code >= 400) / request_count, 4) AS error_rate,
+            round(request_count / sum(request_count) OVER (), 4) AS share
+        FROM api_logs WHERE {_where(p, ("tenant_id",))} GROUP BY region ORDER BY request_count DESC, region"""
+
+
+def usage_metering(p: dict) -> str:
+    return f"""
+        SELECT tenant_id, toStartOfMonth(timestamp) AS month, count() AS total_requests,
+            countIf(status_code < 500) AS billable_requests, sum(request_size_bytes) AS request_bytes,
+            sum(response_size_bytes) AS response_bytes
+        FROM api_logs WHERE {_where(p, ("tenant_id",))} GROUP BY tenant_id, month ORDER BY month, tenant_id"""
+
+
+def feature_usage_summary(p: dict) -> str:
+    return f"""
+        SELECT feature_id, product_version, count() AS usage_count, uniqExact(user_id) AS unique_users,
+            uniqExact(session_id) AS unique_sessions, min(timestamp) AS first_usage, max(timestamp) AS last_usage
+        FROM feature_events WHERE {_where(p, ("feature_id", "product_version"))}
+        GROUP BY feature_id, product_version ORDER BY usage_count DESC, feature_id, product_version
+        LIMIT {{limit:Int32}}"""
+
+
+def feature_usage_timeline(p: dict) -> str:
+    return f"""
+        SELECT {_bucket("timestamp", p.get("granularity", "day"))} AS period, feature_id, count() AS usage_count,
+            uniqExact(user_id) AS unique_users
+        FROM feature_events WHERE {_where(p, ("feature_id", "product_version"))}
+        GROUP BY period, feature_id ORDER BY period, feature_id"""
+
+
+def daily_active_users(p: dict) -> str:
+    return """
+        SELECT toDate(timestamp) AS date, uniqExact(user_id) AS active_users FROM events
+        WHERE timestamp > {end_date:DateTime} - toIntervalDay({days:Int32}) AND timestamp <= {end_date:DateTime}
+        GROUP BY date ORDER BY date DESC"""
+
+
+def active_users(p: dict) -> str:
+    interval = p.get("interval", "1 day")
+    period = {"1 day": "toDate(timestamp)", "1 week": "toMonday(timestamp)", "1 month": "toStartOfMonth(timestamp)"}
+    return f"""
+        SELECT {period[interval]} AS period, uniqExact(user_id) AS active_users FROM app_events
+        WHERE {_where(p)} GROUP BY period ORDER BY period"""
+
+
+RAW_FORMS = {
+    f.__name__: f
+    for f in (
+        time_series_metrics,
+        endpoint_performance,
+        api_usage_by_tenant,
+        geographic_distribution,
+        usage_metering,
+        feature_usage_summary,
+        feature_usage_timeline,
+        daily_active_users,
+        active_users,
+    )
+}
+DEFAULTS = {"limit": {"endpoint_performance": "10", "api_usage_by_tenant": "10", "feature_usage_summary": "100"}}
+
+
+def _literal(value: str, ch_type: str) -> str:
+    if ch_type == "Int32":
+        return str(int(value))
+    quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"toDateTime({quoted})" if ch_type == "DateTime" else quoted
+
+
+def raw_query(endpoint: str, params: dict) -> str:
+    """The SQL over the raw tables that answers `endpoint` for these query parameters."""
+    values = dict(params)
+    if endpoint in DEFAULTS["limit"]:
+        values.setdefault("limit", DEFAULTS["limit"][endpoint])
+    if endpoint == "daily_active_users":
+        values.setdefault("days", "30")
+    sql = RAW_FORMS[endpoint](values)
+    return _PLACEHOLDER.sub(lambda m: _literal(values[m.group(1)], m.group(2)), sql)

@@ -1,0 +1,47 @@
+"""A roll-up never changes an answer: each roll-up-backed endpoint equals its question asked of the raw table."""
+
+from __future__ import annotations
+
+import cases
+import pytest
+from matching import values_match
+
+from usage_analytics.rawforms import RAW_FORMS, raw_query
+
+ROWS = cases.load_rows()
+CASES = [
+    (endpoint, case, params)
+    for endpoint, items in cases.valid_cases(ROWS).items()
+    if endpoint in RAW_FORMS
+    for case, params in items
+]
+
+
+def test_every_rollup_reader_has_a_raw_form():
+    from conftest import ROOT
+
+    from usage_analytics.local import load_project
+
+    project = load_project(ROOT)
+    rollups = {name for name in project.datasources if name.endswith("_mv")}
+    readers = {
+        name
+        for name, pipe in project.endpoints.items()
+        if any(rollup in node.sql for node in pipe.nodes for rollup in rollups)
+    }
+    assert readers == set(RAW_FORMS)
+
+
+@pytest.mark.parametrize(("endpoint", "case", "params"), CASES, ids=[f"{e}-{c}" for e, c, _ in CASES])
+def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
+    served = target.data(endpoint, params)
+    raw = target.sql(raw_query(endpoint, params))
+    assert len(served) == len(raw), (len(served), len(raw))
+    for got, want in zip(served, raw, strict=True):
+        assert list(got) == list(want)
+        for column, value in want.items():
+            if column.startswith("p") and column.endswith("_response_time_ms"):
+                # t-digest against exact: the contract allows one percentile point either way
+                assert abs(got[column] - value) <= max(0.1 * value, 2), (column, got, want)
+            else:
+                assert values_match(column, got[column], value), (column, got, want)
