@@ -129,3 +129,80 @@ def median(values: list[float]) -> float:
 def dump(results: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
+
+
+# ---- endpoint latency ---------------------------------------------------------------------------
+WINDOW_ALL = {"start_date": "2025-03-03 00:00:00", "end_date": "2025-06-01 23:59:59"}
+WINDOW_MONTH = {"start_date": "2025-05-01 00:00:00", "end_date": "2025-05-31 23:59:59"}
+WINDOW_ODD = {"start_date": "2025-04-10 13:17:45", "end_date": "2025-05-20 08:03:12"}
+WINDOW_DAY = {"start_date": "2025-05-13 00:00:00", "end_date": "2025-05-13 23:59:59"}
+
+# A fixed mix of parameter sets per endpoint: different windows, tenants and filters.
+MIX: dict[str, list[dict]] = {
+    "feature_usage": [{}, WINDOW_MONTH, WINDOW_ODD, {"feature": "dashboard"}],
+    "daily_active_users": [{"end_date": "2025-06-01 23:59:59"}, {"end_date": "2025-05-15 12:34:56", "days": "60"}],
+    "user_event_activity": [{"user_id": "user_00000", "end_date": "2025-06-01 23:59:59", "days": "30"}],
+    "retention_cohorts": [WINDOW_ALL, {**WINDOW_ODD, "weeks": "4"}],
+    "user_feature_usage": [{"user_id": "user_00000"}, {"user_id": "user_00001", "feature_id": "feature_dashboard"}],
+    "feature_usage_summary": [{}, WINDOW_ODD, {"feature_id": "feature_dashboard"}],
+    "feature_usage_timeline": [
+        WINDOW_MONTH,
+        {"granularity": "week", **WINDOW_ODD},
+        {"granularity": "hour", **WINDOW_DAY},
+    ],
+    "session_insights": [WINDOW_MONTH, {"user_id": "user_00000"}],
+    "app_feature_usage": [{}, WINDOW_ODD, {"device_type": "mobile"}],
+    "active_users": [WINDOW_MONTH, {"interval": "1 week", **WINDOW_ODD}, {"interval": "1 month"}],
+    "time_series_metrics": [
+        {"granularity": "hour", **WINDOW_ODD},
+        {"granularity": "day", **WINDOW_ALL, "tenant_id": "tenant_acme"},
+        {"granularity": "minute", **WINDOW_DAY, "tenant_id": "tenant_globex"},
+    ],
+    "rate_limit_usage": [{"at": "2025-06-01 12:00:00"}, {"at": "2025-05-20 15:00:00", "tenant_id": "tenant_acme"}],
+    "endpoint_performance": [WINDOW_ODD, {**WINDOW_MONTH, "tenant_id": "tenant_acme"}, {"method": "POST"}],
+    "api_usage_by_tenant": [WINDOW_ALL, WINDOW_ODD],
+    "user_activity": [{**WINDOW_MONTH, "tenant_id": "tenant_acme"}, WINDOW_ODD],
+    "error_analysis": [WINDOW_ODD, {"tenant_id": "tenant_initech"}],
+    "geographic_distribution": [WINDOW_ALL, {**WINDOW_ODD, "tenant_id": "tenant_acme"}],
+    "usage_metering": [{}, {**WINDOW_ODD, "tenant_id": "tenant_acme"}],
+}
+
+
+def percentile(values: list[float], point: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(point / 100 * (len(ordered) - 1)))]
+
+
+def time_calls(call, param_sets: list[dict], rounds: int) -> list[float]:
+    """Milliseconds of each call, over `rounds` passes of the parameter sets (after one warm-up pass)."""
+    for params in param_sets:
+        call(params)
+    times = []
+    for _ in range(rounds):
+        for params in param_sets:
+            started = time.perf_counter()
+            call(params)
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def endpoint_caller(server: RunningServer, name: str):
+    http = requests.Session()
+    headers = {"Authorization": f"Bearer {server.token}"}
+
+    def call(params: dict) -> None:
+        response = http.get(f"{server.base}/v0/pipes/{name}.json", params=params, headers=headers, timeout=120)
+        response.raise_for_status()
+
+    return call
+
+
+def sql_caller(server: RunningServer, to_sql):
+    http = requests.Session()
+    headers = {"Authorization": f"Bearer {server.token}"}
+
+    def call(params: dict) -> None:
+        response = http.get(f"{server.base}/v0/sql", params={"q": to_sql(params)}, headers=headers, timeout=300)
+        response.raise_for_status()
+
+    return call

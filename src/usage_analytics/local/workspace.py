@@ -189,11 +189,25 @@ class Workspace:
         return ingest_lines(self.engine, ds, split_lines(body))
 
     def ingest_file(self, ds: Datasource, path: Path) -> IngestResult:
-        lines = split_lines(path.read_bytes())
+        """Stream an NDJSON file in chunks, so a file of any size loads in bounded memory."""
         ok = bad = 0
-        for start in range(0, len(lines), FIXTURE_CHUNK_LINES):
-            result = ingest_lines(self.engine, ds, lines[start : start + FIXTURE_CHUNK_LINES])
+
+        def flush(chunk: list[bytes]) -> None:
+            nonlocal ok, bad
+            result = ingest_lines(self.engine, ds, chunk)
             ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
+
+        chunk: list[bytes] = []
+        with open(path, "rb") as handle:
+            for line in handle:
+                line = line.rstrip(b"\r\n")
+                if line.strip():
+                    chunk.append(line)
+                if len(chunk) >= FIXTURE_CHUNK_LINES:
+                    flush(chunk)
+                    chunk = []
+        if chunk:
+            flush(chunk)
         return IngestResult(ok, bad, "fixtures")
 
     def truncate(self, ds: Datasource) -> None:
