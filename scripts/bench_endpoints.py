@@ -8,7 +8,6 @@ loaded into a fresh data dir as the server's fixtures, which also times a start-
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 from pathlib import Path
 
@@ -16,12 +15,6 @@ from usage_analytics import bench
 from usage_analytics.rawforms import RAW_FORMS, raw_query
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def project_with_fixtures(tmp: Path, data: Path) -> Path:
@@ -44,7 +37,7 @@ def main() -> None:
     rows = {p.stem: sum(1 for _ in p.open("rb")) for p in sorted(args.data.glob("*.ndjson"))}
     results = {"machine": bench.machine(), "date": bench.now_utc(), "rows": rows, "endpoints": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        server = bench.start_server(project_with_fixtures(Path(tmp), args.data), Path(tmp) / "data", free_port())
+        server = bench.start_server(project_with_fixtures(Path(tmp), args.data), Path(tmp) / "data", bench.free_port())
         results["startup_with_data_seconds"] = server.seconds_to_healthy
         try:
             for name, param_sets in bench.MIX.items():

@@ -7,7 +7,6 @@ Prints a Markdown block to paste into BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 from pathlib import Path
 
@@ -17,25 +16,19 @@ from usage_analytics.generator import generate
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=500_000, help="events rows to ingest")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results/server.json")
     args = parser.parse_args()
 
-    startup = bench.startup_seconds(ROOT, free_port())
+    startup = bench.startup_seconds(ROOT, bench.free_port())
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), rows=args.rows, sources=["events"])
         lines = (Path(tmp) / "events.ndjson").read_bytes().splitlines()
     raw = bench.raw_chdb_insert(ROOT / "datasources/events.datasource", lines)
     with tempfile.TemporaryDirectory() as data:
-        server = bench.start_server(ROOT, Path(data), free_port())
+        server = bench.start_server(ROOT, Path(data), bench.free_port())
         try:
             api = bench.events_api_ingest(server, "events", lines)
         finally:

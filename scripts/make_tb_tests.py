@@ -7,7 +7,6 @@ expected_result against the oracle, and `tb test run` runs the same files on Tin
 
 from __future__ import annotations
 
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import cases  # noqa: E402
 
-from usage_analytics.bench import start_server  # noqa: E402
+from usage_analytics.bench import free_port, start_server  # noqa: E402
 
 
 class _Literal(str):
@@ -29,12 +28,6 @@ class _Literal(str):
 
 
 yaml.add_representer(_Literal, lambda dumper, s: dumper.represent_scalar("tag:yaml.org,2002:str", s, style="|"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:

@@ -92,6 +92,17 @@ def generate(out: Path, seed: int, rows: int | None, sources: tuple[str, ...], d
         click.echo(f"{info['path']}: {info['rows']} rows" + (f" ({info['dirty']} dirty)" if info["dirty"] else ""))
 
 
+def _pairs(items: tuple[str, ...], option: str) -> dict[str, str]:
+    """NAME=VALUE options as a dict; a malformed one is a one-line error naming the option."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"bad {option} {item!r}: use NAME=VALUE")
+        pairs[key] = value
+    return pairs
+
+
 def _table(meta: list[dict], rows: list[dict]) -> str:
     names = [m["name"] for m in meta]
     cells = [[("" if r[n] is None else str(r[n])) for n in names] for r in rows]
@@ -113,12 +124,7 @@ def _table(meta: list[dict], rows: list[dict]) -> str:
 @click.option("--token", help="Token that may read the endpoint (default: TB_TOKEN or the local admin token).")
 def query(endpoint: str, params: tuple[str, ...], fmt: str, host, token) -> None:
     """Print an endpoint's result: a table, JSON or CSV."""
-    values = {}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"bad --param {item!r}: use NAME=VALUE")
-        values[key] = value
+    values = _pairs(params, "--param")
     host, token = _host_and_token(host, token)
     ext = "csv" if fmt == "csv" else "json"
     try:
@@ -201,12 +207,7 @@ def token_jwt(pipes, fixed, ttl: str, name: str, rps, host, admin) -> None:
     import jwt
 
     host, admin = _host_and_token(host, admin)
-    fixed_params = {}
-    for item in fixed:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"bad --fixed {item!r}: use NAME=VALUE")
-        fixed_params[key] = value
+    fixed_params = _pairs(fixed, "--fixed")
     workspace = requests.get(f"{host}/v0/workspace", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
     if workspace.status_code != 200:
         _fail(f"{host} refused: {workspace.json().get('error')}")
