@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from conftest import ROOT, free_port
+from conftest import CLI, ROOT, free_port
 
 README = (ROOT / "README.md").read_text()
 CONTRACT = (ROOT / "docs/ENDPOINTS.md").read_text()
@@ -74,3 +75,12 @@ def test_make_run_serves_the_project_and_prints_working_curl_lines(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_readme_jwt_example_keeps_a_tenant_to_its_rows(target):
+    block = README.split("<!-- jwt-example")[1].split("<!-- /jwt-example -->")[0]
+    script = block.split("```sh")[1].split("```")[0].replace(".venv/bin/usage-analytics", CLI)
+    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    rows = json.loads(out.stdout)["data"]
+    assert rows and {row["tenant_id"] for row in rows} == {"tenant_acme"}, out.stderr
