@@ -63,11 +63,11 @@ def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str,
         return text, "1"
     if base.startswith("DateTime64"):
         precision = base[len("DateTime64(") :].split(",")[0].rstrip(")") or "3"
-        return f"parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC')", f"{json_type} = 'String'"
+        return f"parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC')", "1"
     if base.startswith("DateTime"):
-        return f"parseDateTimeBestEffortOrNull({text}, 'UTC')", f"{json_type} IN ('String', 'Int64', 'UInt64')"
+        return f"parseDateTimeBestEffortOrNull({text}, 'UTC')", "1"
     if base in ("Date", "Date32"):
-        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} = 'String'"
+        return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
     if base.startswith(_NEVER_NULL):
         # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
@@ -88,11 +88,48 @@ class _ColumnSQL:
     error: str
 
 
-def _column_sql(i: int, col: Column) -> _ColumnSQL:
+def _plain_keys(col: Column) -> tuple[str, ...] | None:
+    """The keys of a `$.a.b` path, or None for paths with array indexes (read one by one instead)."""
+    path = col.jsonpath or f"$.{col.name}"
+    if _INDEX.search(path) or _base_type(col.type).startswith(_NEVER_NULL):
+        return None
+    return tuple(k for k in path.removeprefix("$").strip(".").split(".") if k)
+
+
+def _document_type(columns: tuple[Column, ...]) -> str | None:
+    """One Tuple type covering every plain path, so ClickHouse parses each line once for all of them."""
+    tree: dict = {}
+    for col in columns:
+        keys = _plain_keys(col)
+        if keys:
+            node = tree
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    return None  # a path that is both a value and an object: read columns one by one
+            if isinstance(node.setdefault(keys[-1], None), dict):
+                return None
+
+    def render(node: dict) -> str:
+        fields = [f"`{k}` {'Nullable(String)' if v is None else render(v)}" for k, v in node.items()]
+        return f"Tuple({', '.join(fields)})"
+
+    return render(tree) if tree else None
+
+
+def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
     args = _path_args(col)
     json_type = f"JSONType(line, {args})"
-    present = f"({json_type} != 'Null')"
-    text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
+    if from_document:
+        # the value's text from the single parse; null and missing are both NULL
+        text = "doc"
+        for key in _plain_keys(col):
+            text = f"tupleElement({text}, {_sql_str(key)})"
+        present = f"({text} IS NOT NULL)"
+        text = f"assumeNotNull({text})"
+    else:
+        present = f"({json_type} != 'Null')"
+        text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
     parsed, kind_ok = _parse_expr(col, f"x{i}", json_type, args)
     fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
@@ -109,14 +146,19 @@ def _column_sql(i: int, col: Column) -> _ColumnSQL:
 
 
 @lru_cache(maxsize=256)
-def _statements(ds: Datasource) -> tuple[str, str]:
-    cols = [_column_sql(i, c) for i, c in enumerate(ds.columns)]
+def _statements(ds: Datasource) -> tuple[str, str, str]:
+    """(stage the batch as parsed rows, insert the good ones, select the rejected ones), over `{staged}`."""
+    document = _document_type(ds.columns)
+    cols = [_column_sql(i, c, document is not None and _plain_keys(c) is not None) for i, c in enumerate(ds.columns)]
     per_column = []
     for i, c in enumerate(cols):
         per_column += [f"{c.present} AS p{i}", f"{c.text} AS x{i}", f"{c.parse} AS v{i}", f"{c.ok} AS ok{i}"]
     all_ok = " AND ".join(["is_object"] + [f"ok{i}" for i in range(len(cols))])
-    staged = (
-        "SELECT i, line, isValidJSON(line) AND JSONType(line) = 'Object' AS is_object, "
+    parsed_document = f", JSONExtract(line, {_sql_str(document)}) AS doc" if document else ""
+    stage = (
+        "SELECT i, line, isValidJSON(line) AND JSONType(line) = 'Object' AS is_object"
+        + parsed_document
+        + ", "
         + ", ".join(per_column)
         + f", {all_ok} AS row_ok"
         # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable
@@ -124,7 +166,7 @@ def _statements(ds: Datasource) -> tuple[str, str]:
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
-    insert = f"INSERT INTO {ddl.table(ds.name)} ({names}) SELECT {values} FROM ({staged}) WHERE row_ok"
+    insert = f"INSERT INTO {ddl.table(ds.name)} ({names}) SELECT {values} FROM {{staged}} WHERE row_ok"
     raw_values = ", ".join(f"if(p{i}, x{i}, NULL) AS `{c.name}`" for i, c in enumerate(ds.columns))
     errors = ", ".join(c.error for c in cols)
     columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
@@ -133,9 +175,9 @@ def _statements(ds: Datasource) -> tuple[str, str]:
         f"if(is_object, arrayFilter(x -> x != '', [{columns}]), []) AS c__error_column, "
         f"if(is_object, arrayFilter(x -> x != '', [{errors}]), "
         "[concat('invalid JSON object: ', substring(line, 1, 200))]) AS c__error "
-        f"FROM ({staged}) WHERE NOT row_ok ORDER BY i"
+        "FROM {staged} WHERE NOT row_ok ORDER BY i"
     )
-    return insert, rejected
+    return stage, insert, rejected
 
 
 def split_lines(body: bytes) -> list[bytes]:
@@ -147,15 +189,21 @@ def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestRe
     import_id = str(uuid.uuid4())
     if not lines:
         return IngestResult(0, 0, import_id)
-    insert, rejected = _statements(ds)
+    stage, insert, rejected = _statements(ds)
     _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
         {"i": pa.array(range(len(lines)), pa.uint32()), "raw": pa.array(lines, pa.string())}
     )
-    bad = engine.rows(rejected)
-    if bad:
-        quarantine_rows(engine, ds, bad, import_id)
-    if len(bad) < len(lines):
-        engine.query(insert)
+    # Parse once into a session-local table; both the rejected rows and the insert read it.
+    staged = f"_tb_ingest_{import_id.replace('-', '')}"
+    engine.query(f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}")
+    try:
+        bad = engine.rows(rejected.replace("{staged}", staged))
+        if bad:
+            quarantine_rows(engine, ds, bad, import_id)
+        if len(bad) < len(lines):
+            engine.query(insert.replace("{staged}", staged))
+    finally:
+        engine.query(f"DROP TEMPORARY TABLE IF EXISTS {staged}")
     return IngestResult(len(lines) - len(bad), len(bad), import_id)
 
 
