@@ -128,3 +128,33 @@ def test_jwt_command_names_bad_options(served, args, message):
     _, target = served
     result = cli(target, "jwt", "--pipe", "feature_usage", *args)
     assert result.returncode != 0 and message in result.stderr
+
+
+TENANT_SCOPED = {
+    "time_series_metrics": {"granularity": "day"},
+    "rate_limit_usage": {"at": "2025-06-01 12:00:00"},
+    "endpoint_performance": {},
+    "user_activity": {},
+    "error_analysis": {},
+    "geographic_distribution": {},
+    "usage_metering": {},
+}
+
+
+@pytest.mark.parametrize("tenant", ["tenant_acme", "tenant_umbrella"])
+def test_a_tenant_jwt_sees_exactly_its_tenants_rows(target, tenant):
+    import cases
+    import oracle
+    from matching import assert_rows_match
+
+    rows = cases.load_rows()
+    pipes = [arg for name in TENANT_SCOPED for arg in ("--pipe", name)]
+    token = mint(target, *pipes, "--fixed", f"tenant_id={tenant}")
+    for endpoint, params in TENANT_SCOPED.items():
+        expected = oracle.expected(endpoint, {**params, "tenant_id": tenant}, rows)
+        assert expected, endpoint
+        for asked in ({}, {"tenant_id": "tenant_globex"}, {"tenant_id": "' OR '1'='1"}):
+            response = target.pipe(endpoint, {**params, **asked}, token=token)
+            assert response.status_code == 200, response.text
+            assert_rows_match(response.json()["data"], expected)
+        assert target.pipe("api_usage_by_tenant", token=token).status_code == 403
