@@ -33,6 +33,14 @@ def main() -> None:
             api = bench.events_api_ingest(server, "events", lines)
         finally:
             server.stop()
+    fsync_cost = {}
+    for mode, extra in (("default", ()), ("fsync", ("--fsync",))):
+        with tempfile.TemporaryDirectory() as data:
+            server = bench.start_server(ROOT, Path(data), bench.free_port(), extra=extra)
+            try:
+                fsync_cost[mode] = bench.batch_latency_ms(server, "events", lines[:100_000], 1000)
+            finally:
+                server.stop()
     results = {
         "machine": bench.machine(),
         "date": bench.now_utc(),
@@ -40,6 +48,7 @@ def main() -> None:
         "ingest_events_api": api,
         "ingest_raw_chdb": raw,
         "ingest_ratio_api_to_raw": api["rows_per_s"] / raw["rows_per_s"],
+        "batch_of_1000_ms": fsync_cost,
     }
     bench.dump(results, args.out)
     print(f"- machine: {results['machine']}; date: {results['date']}")
@@ -48,6 +57,10 @@ def main() -> None:
         f"- Events API ingest of {api['rows']} events rows (8 MB batches, wait=true): "
         f"{api['rows_per_s']:,.0f} rows/s, {api['mb_per_s']:.1f} MB/s; raw chDB JSONEachRow insert of the "
         f"same rows: {raw['rows_per_s']:,.0f} rows/s; ratio {results['ingest_ratio_api_to_raw']:.2f}"
+    )
+    print(
+        f"- one acknowledged batch of 1000 events rows: median {fsync_cost['default']:.1f} ms; "
+        f"with --fsync {fsync_cost['fsync']:.1f} ms ({fsync_cost['fsync'] / fsync_cost['default']:.2f}x)"
     )
 
 

@@ -41,9 +41,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(project: Path, data_dir: Path, port: int, timeout: float = 600) -> RunningServer:
+def start_server(
+    project: Path, data_dir: Path, port: int, timeout: float = 600, extra: tuple[str, ...] = ()
+) -> RunningServer:
     started = time.perf_counter()
-    args = [CLI, "local", "--project-dir", str(project), "--data-dir", str(data_dir), "--port", str(port)]
+    args = [CLI, "local", "--project-dir", str(project), "--data-dir", str(data_dir), "--port", str(port), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     while time.perf_counter() - started < timeout:
@@ -98,6 +100,22 @@ def events_api_ingest(server: RunningServer, datasource: str, lines: list[bytes]
         ok += response.json()["successful_rows"]
     seconds = time.perf_counter() - started
     return {"rows": ok, "seconds": seconds, "rows_per_s": ok / seconds, "mb_per_s": total_bytes / seconds / 1e6}
+
+
+def batch_latency_ms(server: RunningServer, datasource: str, lines: list[bytes], batch_rows: int) -> float:
+    """Median milliseconds of one acknowledged (wait=true) batch of `batch_rows` rows."""
+    http = requests.Session()
+    headers = {"Authorization": f"Bearer {server.token}"}
+    times = []
+    for start in range(0, len(lines) - batch_rows + 1, batch_rows):
+        body = b"\n".join(lines[start : start + batch_rows])
+        started = time.perf_counter()
+        response = http.post(
+            f"{server.base}/v0/events", params={"name": datasource, "wait": "true"}, data=body, headers=headers
+        )
+        response.raise_for_status()
+        times.append((time.perf_counter() - started) * 1000)
+    return median(times)
 
 
 def raw_chdb_insert(datasource_file: Path, lines: list[bytes]) -> dict:
