@@ -115,3 +115,20 @@ def test_cli_names_a_missing_file(tmp_path):
     result = subprocess.run([CLI, "ingest", "events", str(tmp_path / "nope.ndjson")], capture_output=True, text=True)
     assert result.returncode != 0
     assert "no such file" in result.stderr
+
+
+def test_load_sends_every_fixture_file(tmp_path, start_server):
+    project = slice_project(tmp_path / "project")
+    _, target = start_server(project)
+    fixtures = tmp_path / "mine"
+    fixtures.mkdir()
+    (fixtures / "events.ndjson").write_bytes(b"\n".join(rows(1234)) + b"\n")
+    result = subprocess.run(
+        [CLI, "load", "--fixtures", str(fixtures), "--host", target.base_url, "--token", target.token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "events: rows read 1234, sent 1234, acknowledged 1234, quarantined 0, failed 0" in result.stdout
+    assert target.sql("SELECT count() AS n FROM events")[0]["n"] == 1234
