@@ -1,4 +1,8 @@
-"""Seasonal time: which hours get traffic, and timestamps formatted without datetime per row."""
+"""Seasonal time: how much traffic each hour of the 13 weeks gets, and timestamps without datetime per row.
+
+Time is an hour index (0 is START) plus a second inside the hour, so a row's timestamp is two list
+lookups; formatting a datetime per row would cost more than the rest of the row.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +12,56 @@ from itertools import accumulate
 
 BASE_DATE = datetime(2025, 6, 2)  # exclusive end of generated time, UTC (naive)
 WEEKS = 13
-START = BASE_DATE - timedelta(weeks=WEEKS)  # 2025-03-03, a Monday
+START = BASE_DATE - timedelta(weeks=WEEKS)  # 2025-03-03, a Monday: weekly cohorts start on a boundary
 HOURS = WEEKS * 7 * 24
+SECONDS = HOURS * 3600
 
 # Working hours UTC are busiest; weekends carry about a third of a weekday's traffic.
 _HOUR_SHAPE = [0.15, 0.1, 0.08, 0.08, 0.1, 0.18, 0.3, 0.5, 0.8, 1.0, 1.0, 0.95, 0.85, 0.95, 1.0, 1.0, 0.9, 0.8]
 _HOUR_SHAPE += [0.65, 0.55, 0.45, 0.35, 0.25, 0.2]
 _WEEKDAY_SHAPE = [1.0, 1.0, 1.0, 0.95, 0.85, 0.35, 0.3]
+_GROWTH = 0.3  # the product grows: the last week is 30% busier than the first
 
 
 class Timeline:
-    """Hours of the period with their traffic weights; `stamp` formats an hour index and second."""
+    """The hours of the period with their traffic weights."""
 
     def __init__(self) -> None:
-        self.hour_prefix = [(START + timedelta(hours=h)).strftime("%Y-%m-%d %H:") for h in range(HOURS)]
-        self.weights = [_HOUR_SHAPE[h % 24] * _WEEKDAY_SHAPE[(h // 24) % 7] for h in range(HOURS)]
+        self._hour_prefix = [(START + timedelta(hours=h)).strftime("%Y-%m-%d %H:") for h in range(HOURS)]
+        self._mmss = [f"{s // 60:02d}:{s % 60:02d}" for s in range(3600)]
+        self.weights = [
+            _HOUR_SHAPE[h % 24] * _WEEKDAY_SHAPE[(h // 24) % 7] * (1 + _GROWTH * h / HOURS) for h in range(HOURS)
+        ]
         self._cum = list(accumulate(self.weights))
         self._max = max(self.weights)
-        self._mmss = [f"{s // 60:02d}:{s % 60:02d}" for s in range(3600)]
 
-    def hours(self, rng: random.Random, k: int) -> list[int]:
-        return rng.choices(range(HOURS), cum_weights=self._cum, k=k)
+    def hour_counts(self, rng: random.Random, n: int) -> list[int]:
+        """How many of `n` rows fall in each hour: drawn in blocks, so memory stays flat for any n."""
+        counts = [0] * HOURS
+        for start in range(0, n, 100_000):
+            for hour in rng.choices(range(HOURS), cum_weights=self._cum, k=min(100_000, n - start)):
+                counts[hour] += 1
+        return counts
 
-    def accept(self, rng: random.Random, hour: int) -> bool:
-        """Thin an hour drawn some other way to the same daily and weekly shape."""
-        return rng.random() * self._max < self.weights[hour]
+    def shaped_hour(self, rng: random.Random, first: int, mean_gap: float) -> int:
+        """An hour at or after `first`, about `mean_gap` hours later, on the daily and weekly shape.
+
+        The exponential gap wraps around the rest of the period: a short gap is barely touched and a
+        very long one becomes uniform. Thinning by the hour's weight gives the seasonal shape.
+        """
+        span = HOURS - first
+        for _ in range(8):
+            hour = first + int(rng.expovariate(1.0 / mean_gap)) % span
+            if rng.random() * self._max < self.weights[hour]:
+                break
+        return hour
 
     def stamp(self, hour: int, second: int) -> str:
-        return self.hour_prefix[hour] + self._mmss[second]
+        return self._hour_prefix[hour] + self._mmss[second]
 
     def stamp_seconds(self, seconds: int) -> str:
         """`seconds` since START."""
-        return self.stamp(seconds // 3600, seconds % 3600)
+        return self._hour_prefix[seconds // 3600] + self._mmss[seconds % 3600]
 
 
 def hour_of(text: str) -> int:

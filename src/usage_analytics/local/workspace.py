@@ -18,7 +18,7 @@ from .auth import TokenStore
 from .engine import DATABASE, Engine, EngineError
 from .ingest import IngestResult, ingest_lines, split_lines
 from .pipes import PipeRenderer, RequestError, bad_request
-from .project import Datasource, Project, load_project
+from .project import Datasource, Node, Pipe, Project, load_project
 
 FIXTURE_CHUNK_LINES = 200_000
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
@@ -260,7 +260,6 @@ class Workspace:
         self.engine.close()
 
 
-def _adhoc_pipe(sql: str):
-    from .project import Node, Pipe
-
+def _adhoc_pipe(sql: str) -> Pipe:
+    """A `/v0/sql` query as a one-node pipe, so it resolves datasources and pipes like any endpoint."""
     return Pipe(name="query", nodes=(Node(name="query", sql=sql),))
