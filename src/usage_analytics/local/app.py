@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import Token
+from .engine import EngineError
 from .openapi import document as openapi_document
 from .pipes import RequestError, bad_request
 from .project import ProjectError
@@ -64,6 +65,10 @@ def build_app(workspace: Workspace) -> Starlette:
                 return error(exc.status, exc.message, exc.headers)
             except (ProjectError, BuildError) as exc:
                 return error(400, str(exc))
+            except EngineError as exc:
+                # the engine failed on a well-formed request: say so plainly; a full disk is 507
+                full = "NOT_ENOUGH_SPACE" in str(exc) or "No space left" in str(exc)
+                return error(507 if full else 500, f"The request failed and stored nothing: {exc}")
 
         return wrapped
 

@@ -198,10 +198,12 @@ def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestRe
     engine.query(f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}")
     try:
         bad = engine.rows(rejected.replace("{staged}", staged))
-        if bad:
-            quarantine_rows(engine, ds, bad, import_id)
+        # good rows first: if the quarantine insert then fails, the request fails and a retry
+        # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
         if len(bad) < len(lines):
             engine.query(insert.replace("{staged}", staged))
+        if bad:
+            quarantine_rows(engine, ds, bad, import_id)
     finally:
         engine.query(f"DROP TEMPORARY TABLE IF EXISTS {staged}")
     return IngestResult(len(lines) - len(bad), len(bad), import_id)
