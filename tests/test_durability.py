@@ -135,3 +135,35 @@ def test_fsync_mode_applies_the_table_settings(tmp_path):
         assert "fsync_after_insert = 1" in settings[0]["create_table_query"]
     finally:
         server.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 40 MB filesystem of our own (tmpfs), so filling it harms nothing else."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(tmp_path, small_disk):
+    server = ServerProcess(slice_project(tmp_path / "project"), small_disk / "data")
+    target = server.start()
+    acknowledged, refused = 0, None
+    try:
+        for batch in range(400):
+            rows = [json.dumps(event(event_id=f"{batch}-{i}", properties="x" * 400)) for i in range(2000)]
+            response = target.send("events", rows)
+            if response.status_code != 200:
+                refused = response
+                break
+            acknowledged += response.json()["successful_rows"]
+        assert refused is not None, "40 MB never filled up"
+        assert refused.status_code == 507
+        assert "stored nothing" in refused.json()["error"] and "space" in refused.json()["error"]
+        assert target.sql("SELECT count() AS n FROM events") == [{"n": acknowledged}]
+    finally:
+        server.stop()
