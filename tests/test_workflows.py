@@ -49,3 +49,14 @@ def test_workflow_commands_are_documented(line):
     for command in re.findall(r"bin/(tb (?:--\w+ )*\w+(?: \w+)?)", line):
         words = [w for w in command.split() if not w.startswith("--") or w in ("--local", "--cloud")]
         assert " ".join(words) in README, f"README does not mention `{' '.join(words)}`"
+
+
+def test_deploy_refuses_datafiles_that_tb_fmt_would_change(tmp_path):
+    from conftest import CLI, slice_project
+
+    project = slice_project(tmp_path / "project")
+    datasource = project / "datasources/events.datasource"
+    datasource.write_text(datasource.read_text().replace("ENGINE MergeTree", 'ENGINE "MergeTree"'))
+    result = subprocess.run([CLI, "deploy", "--dry-run"], cwd=project, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "tb fmt" in result.stderr and "deploy" not in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,6 +148,41 @@ def query(endpoint: str, params: tuple[str, ...], fmt: str, host, token) -> None
         click.echo(_table(body["meta"], body["data"]))
     else:
         click.echo(response.text.rstrip("\n"))
+
+
+DATAFILE_FOLDERS = ("datasources", "pipes", "endpoints")
+
+
+def _run(args: list[str], **kwargs) -> int:
+    click.echo("$ " + " ".join(args), err=True)
+    return subprocess.run(args, **kwargs).returncode
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--cloud", "where", flag_value="--cloud", default=True, help="Deploy to Tinybird Cloud (default).")
+@click.option("--local", "where", flag_value="--local", help="Deploy to Tinybird Local.")
+@click.option("--host", help="Tinybird API host, passed to tb.")
+@click.option("--token", help="Workspace admin token, passed to tb.")
+@click.option("--dry-run", is_flag=True, help="Run the checks and print the tb command; deploy nothing.")
+@click.argument("deploy_args", nargs=-1, type=click.UNPROCESSED)
+def deploy(where: str, host, token, dry_run: bool, deploy_args: tuple[str, ...]) -> None:
+    """Check the project (tb fmt, the offline test suite), then `tb deploy`; extra arguments go to tb deploy."""
+    tb = str(Path(sys.executable).parent / "tb")
+    files = sorted(str(p) for folder in DATAFILE_FOLDERS for p in Path(folder).glob("*.*"))
+    if not files:
+        _fail("no datafiles here: run deploy from the project folder")
+    if _run([tb, "fmt", "--diff", *files], capture_output=True) != 0:
+        _fail("some datafiles are not in `tb fmt` form; run `make fmt` and review the change")
+    offline = {k: v for k, v in os.environ.items() if k not in ("TB_HOST", "TB_TOKEN")}
+    if _run([sys.executable, "-m", "pytest", "-q", "-m", "not slow"], env=offline) != 0:
+        _fail("the offline test suite fails; not deploying")
+    command = [tb, where, *(["--host", host] if host else []), *(["--token", token] if token else [])]
+    command += ["deploy", *deploy_args]
+    if dry_run:
+        click.echo(" ".join(a if a != token else "***" for a in command))
+        return
+    if _run(command) != 0:
+        _fail("tb deploy failed")
 
 
 @main.group()
