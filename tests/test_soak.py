@@ -32,6 +32,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def sample_rss(pid: int, until: float, samples: list[int]) -> None:
+    while time.monotonic() < until:
+        samples.append(rss_kb(pid))
+        time.sleep(5)
+
+
 class Soak:
     def __init__(self, target, seconds: float):
         self.target, self.deadline = target, time.monotonic() + seconds
@@ -101,7 +107,11 @@ def soak(tmp_path, seconds: float) -> dict:
         quarantined_before = target.sql("SELECT count() AS n FROM events_quarantine")[0]["n"]
         rss_start = rss_kb(server.proc.pid)
         load = Soak(target, seconds)
+        samples: list[int] = []
+        sampler = threading.Thread(target=sample_rss, args=(server.proc.pid, load.deadline, samples), daemon=True)
+        sampler.start()
         load.run()
+        sampler.join()
         rss_end = rss_kb(server.proc.pid)
         stored = target.sql("SELECT count() AS n FROM events")[0]["n"] - before
         quarantined = target.sql("SELECT count() AS n FROM events_quarantine")[0]["n"] - quarantined_before
@@ -117,6 +127,7 @@ def soak(tmp_path, seconds: float) -> dict:
         "read_p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1) if ordered else None,
         "rss_start_mb": rss_start // 1024,
         "rss_end_mb": rss_end // 1024,
+        "rss_mb_every_5s": [kb // 1024 for kb in samples],
     }
     print(f"\nsoak: {figures}")
     assert not [code for code in load.statuses if code >= 500], figures
@@ -133,3 +144,11 @@ def test_short_soak(tmp_path):
 @pytest.mark.slow
 def test_sixty_second_soak(tmp_path):
     soak(tmp_path, seconds=60)
+
+
+@pytest.mark.slow
+def test_five_minute_soak_memory_levels_off(tmp_path):
+    """Memory may grow while ClickHouse's caches fill; over five minutes the last minute must be flat."""
+    figures = soak(tmp_path, seconds=300)
+    last_minute = figures["rss_mb_every_5s"][-12:]
+    assert max(last_minute) - min(last_minute) < 0.1 * max(last_minute), figures
