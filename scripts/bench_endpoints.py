@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the second measurement")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results/endpoints.json")
     args = parser.parse_args()
 
@@ -44,6 +45,11 @@ def main() -> None:
             for name, param_sets in bench.MIX.items():
                 times = bench.time_calls(bench.endpoint_caller(server, name), param_sets, args.rounds)
                 entry = {"median_ms": bench.median(times), "p95_ms": bench.percentile(times, 95)}
+                busy = bench.time_calls_concurrently(
+                    lambda name=name: bench.endpoint_caller(server, name), param_sets, args.rounds, args.clients
+                )
+                entry[f"median_ms_{args.clients}_clients"] = bench.median(busy)
+                entry[f"p95_ms_{args.clients}_clients"] = bench.percentile(busy, 95)
                 if name in RAW_FORMS:
                     raw = bench.time_calls(
                         bench.sql_caller(server, lambda p, name=name: raw_query(name, p)), param_sets, args.rounds
@@ -57,11 +63,14 @@ def main() -> None:
     bench.dump(results, args.out)
     print(f"\n- machine: {results['machine']}; date: {results['date']}; rows: {rows}")
     print(f"- start-up to healthy with this data loaded as fixtures: {results['startup_with_data_seconds']:.1f} s\n")
-    print("| endpoint | median ms | p95 ms | raw-table median ms | raw / roll-up |")
-    print("|---|---:|---:|---:|---:|")
+    n = args.clients
+    head = f"median ms, {n} clients | p95 ms, {n} clients"
+    print(f"| endpoint | median ms | p95 ms | {head} | raw median ms | raw / roll-up |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, e in results["endpoints"].items():
         raw = f"{e['raw_median_ms']:.1f} | {e['raw_to_rollup']:.1f}x" if "raw_median_ms" in e else "- | -"
-        print(f"| `{name}` | {e['median_ms']:.1f} | {e['p95_ms']:.1f} | {raw} |")
+        busy = f"{e[f'median_ms_{n}_clients']:.1f} | {e[f'p95_ms_{n}_clients']:.1f}"
+        print(f"| `{name}` | {e['median_ms']:.1f} | {e['p95_ms']:.1f} | {busy} | {raw} |")
 
 
 if __name__ == "__main__":

@@ -231,3 +231,14 @@ def sql_caller(server: RunningServer, to_sql):
         response.raise_for_status()
 
     return call
+
+
+def time_calls_concurrently(make_call, param_sets: list[dict], rounds: int, clients: int) -> list[float]:
+    """Milliseconds of each call with `clients` callers at once, each with its own connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_client(_: int) -> list[float]:
+        return time_calls(make_call(), param_sets, rounds)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return [ms for times in pool.map(one_client, range(clients)) for ms in times]
