@@ -1,15 +1,22 @@
-"""Product analytics sources: events (seed 000), feature_events (seed 001), app_events (seed 002)."""
+"""Product analytics sources: events (seed 000), feature_events (seed 001), app_events (seed 002).
+
+All three are sessions of one user: several events seconds to minutes apart. Users have a first hour
+(their weekly cohort) and a mean gap between visits: most drift away after days or weeks, a core of
+heavy users stays for the whole period, so retention cohorts decay the way real ones do.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
 
-from .pools import Pools, enc, zipf_cum
-from .timeline import HOURS, Timeline
+from .pools import Pools, draws, enc, zipf_cum
+from .timeline import HOURS, SECONDS, Timeline
 
 EVENT_TYPES = ["page_view", "click", "feature_click", "form_submit", "login", "logout", "search", "scroll"]
-EVENT_TYPE_CUM = [30, 55, 70, 78, 84, 86, 94, 100]
+EVENT_TYPE_CUM = list(accumulate([30, 25, 15, 8, 6, 2, 8, 6]))
 PAGES = ["/", "/dashboard", "/settings", "/billing", "/reports", "/search", "/profile", "/integrations", "/team"]
 FEATURES = [
     "search_bar", "dashboard", "reports", "export_csv", "billing", "payment_form", "notifications", "sharing",
@@ -19,99 +26,137 @@ FEATURE_IDS = [f"feature_{name}" for name in FEATURES + ["recommendations", "com
 # (version, first hour it is seen): newer versions appear later in the period
 VERSIONS = [("2.0.4", 0), ("2.1.0", 0), ("2.2.3", 300), ("2.3.1", 800), ("2.4.0", 1300), ("2.5.2", 1800)]
 FEATURE_EVENT_TYPES = ["view", "click", "feature_used", "enabled", "disabled", "error"]
-FEATURE_EVENT_TYPE_CUM = [35, 60, 90, 95, 98, 100]
-APP_EVENT_TYPES = ["login", "click", "view", "search", "export", "logout"]
+FEATURE_EVENT_TYPE_CUM = list(accumulate([35, 25, 30, 5, 3, 2]))
+APP_EVENT_TYPES = ["click", "view", "search", "export", "logout"]
 DEVICES = [("mobile", ["iOS", "Android"]), ("desktop", ["Windows", "macOS", "Linux"]), ("tablet", ["iOS", "Android"])]
 BROWSERS = ["Chrome", "Firefox", "Safari", "Edge"]
+COUNTRIES = ["US", "GB", "DE", "FR", "ES", "IN", "BR", "CA", "JP", "AU", "NL", "MX"]
+COUNTRY_CUM = list(accumulate([30, 12, 10, 8, 5, 9, 6, 5, 5, 4, 3, 3]))
+# Mean hours between a user's visits: two days (gone after a visit or two) up to two months (stays).
+VISIT_GAPS = [48, 24 * 7, 24 * 21, 24 * 60]
 
 
-def _users(rng: random.Random, n_rows: int, prefix: str, per_user: int = 25, cap: int = 50_000):
-    """User ids, Zipf weights, and for each user the hour they first show up and how long they stay."""
-    count = min(cap, max(150, n_rows // per_user))
-    ids = [enc(f"{prefix}_{i:05d}") for i in range(count)]
-    start = [int(rng.random() ** 1.5 * HOURS * 0.95) for _ in range(count)]  # more users early on
-    life = [rng.choice([48, 24 * 7, 24 * 21, 24 * 60]) for _ in range(count)]  # a fading tail of returners
-    return ids, zipf_cum(count), start, life
+class Users:
+    """Product users `user_00000`...: how often each visits, when they first come, how long they stay.
+
+    Activity is Zipf-like over a floor, so a few heavy users lead and every user of the long tail
+    still visits a handful of times: enough visits for returns to show in weekly cohorts.
+    """
+
+    def __init__(self, rng: random.Random, count: int) -> None:
+        count = min(50_000, max(100, count))
+        core = max(3, count // 50)  # the heaviest users are there from the first week and never leave
+        self.ids = [enc(f"user_{i:05d}") for i in range(count)]
+        self.cum = list(accumulate(1 / rank + 0.02 for rank in range(1, count + 1)))
+        self.first_hour, self.visit_gap = [], []
+        for i in range(count):
+            # a quarter of the users predate the period; the others sign up any week
+            existing = i < core or rng.random() < 0.25
+            self.first_hour.append(rng.randrange(24 * 7) if existing else int(rng.random() * HOURS * 0.97))
+            self.visit_gap.append(HOURS * 10 if i < core else rng.choice(VISIT_GAPS))
 
 
-def _user_hour(rng: random.Random, timeline: Timeline, start: int, life: int) -> int:
-    """An hour after the user's start, fading with their lifetime, shaped like the day and the week."""
-    for _ in range(4):
-        hour = start + int(rng.expovariate(1.0 / life))
-        if hour < HOURS and timeline.accept(rng, hour):
-            return hour
-    return rng.randrange(start, HOURS)
+@dataclass(frozen=True)
+class SessionShape:
+    single: float  # share of one-event sessions
+    mean_extra: float  # mean number of events after the second one
+    max_pause: int  # seconds between two events of a session: 5 to this
+
+
+def sessions(
+    rng: random.Random, timeline: Timeline, users: Users, n: int, shape: SessionShape
+) -> Iterator[tuple[int, int, list[int]]]:
+    """(session number, user index, event seconds since START) until `n` events in all."""
+    written = number = 0
+    picked = draws(rng, range(len(users.ids)), users.cum)
+    while written < n:
+        user = next(picked)
+        hour = timeline.shaped_hour(rng, users.first_hour[user], users.visit_gap[user])
+        second = hour * 3600 + int(rng.random() * 3600)
+        size = 1 if rng.random() < shape.single else 2 + int(rng.expovariate(1 / shape.mean_extra))
+        stamps = []
+        for _ in range(min(size, n - written)):
+            if second >= SECONDS:
+                break
+            stamps.append(second)
+            second += 5 + int(rng.random() * (shape.max_pause - 5))
+        written += len(stamps)
+        yield number, user, stamps
+        number += 1
 
 
 def events(rng: random.Random, timeline: Timeline, pools: Pools, n: int) -> Iterator[str]:
-    ids, cum, start, life = _users(rng, n, "user")
+    users = Users(rng, n // 30)
     types = [enc(t) for t in EVENT_TYPES]
     pages = [enc(p) for p in PAGES]
-    features = [enc(f) for f in FEATURES]
-    names = [enc(f"{w}_{v}") for w in pools.words[:12] for v in ("view", "click", "open")]
-    for i, u in enumerate(rng.choices(range(len(ids)), cum_weights=cum, k=n)):
-        hour = _user_hour(rng, timeline, start[u], life[u])
-        feature = '""' if rng.random() < 0.2 else features[int(rng.random() ** 1.6 * len(features))]
-        yield (
-            f'{{"event_id":"evt_{i:08d}","user_id":{ids[u]},"session_id":"sess_{u:05d}_{hour:04d}",'
-            f'"event_type":{types[_pick(rng, EVENT_TYPE_CUM)]},"event_name":{rng.choice(names)},'
-            f'"page":{rng.choice(pages)},"feature":{feature},"properties":{rng.choice(pools.properties)},'
-            f'"timestamp":"{timeline.stamp(hour, rng.randrange(3600))}"}}'
-        )
-
-
-def _pick(rng: random.Random, cum: list[int]) -> int:
-    r = rng.random() * cum[-1]
-    return next(i for i, c in enumerate(cum) if r < c)
+    # popular features first; one row in five touches no feature at all (the endpoints skip '')
+    features = ['""'] + [enc(f) for f in FEATURES]
+    feature_weights = [1 / rank for rank in range(1, len(FEATURES) + 1)]
+    feature_cum = list(accumulate([sum(feature_weights) / 4, *feature_weights]))
+    names = [enc(f"{word}_{verb}") for word in pools.words[:12] for verb in ("view", "click", "open")]
+    columns = (
+        draws(rng, types, EVENT_TYPE_CUM),
+        draws(rng, names),
+        draws(rng, pages),
+        draws(rng, features, feature_cum),
+        draws(rng, pools.properties),
+    )
+    index = 0
+    for number, user, stamps in sessions(rng, timeline, users, n, SessionShape(0.2, 3, 90)):
+        # stamps first: zip stops there without taking a value from the endless columns
+        for second, kind, name, page, feature, properties in zip(stamps, *columns, strict=False):
+            yield (
+                f'{{"event_id":"evt_{index:08d}","user_id":{users.ids[user]},"session_id":"session_{number:07d}",'
+                f'"event_type":{kind},"event_name":{name},"page":{page},"feature":{feature},'
+                f'"properties":{properties},"timestamp":"{timeline.stamp_seconds(second)}"}}'
+            )
+            index += 1
 
 
 def feature_events(rng: random.Random, timeline: Timeline, pools: Pools, n: int) -> Iterator[str]:
-    ids, cum, start, life = _users(rng, n, "user", per_user=15)
-    fids = [enc(f) for f in FEATURE_IDS]
-    fcum = zipf_cum(len(fids), 0.8)
-    types = [enc(t) for t in FEATURE_EVENT_TYPES]
-    for u in rng.choices(range(len(ids)), cum_weights=cum, k=n):
-        hour = _user_hour(rng, timeline, start[u], life[u])
-        released = [v for v, first in VERSIONS if first <= hour]
-        # most people run one of the two newest versions they could have
+    users = Users(rng, n // 20)
+    feature_ids = [enc(f) for f in FEATURE_IDS]
+    feature_cum = zipf_cum(len(feature_ids), 0.8)
+    columns = (
+        draws(rng, [enc(t) for t in FEATURE_EVENT_TYPES], FEATURE_EVENT_TYPE_CUM),
+        draws(rng, feature_ids, feature_cum),
+    )
+    for _, user, stamps in sessions(rng, timeline, users, n, SessionShape(0.3, 3, 240)):
+        released = [v for v, first in VERSIONS if first * 3600 <= stamps[0]]
+        # a session runs one version: mostly the newest the user could have, now and then an older one
         version = released[-1] if rng.random() < 0.6 or len(released) == 1 else rng.choice(released[:-1])
-        fid = rng.choices(fids, cum_weights=fcum)[0]
-        yield (
-            f'{{"event_id":"evt_{rng.getrandbits(64):016x}","user_id":{ids[u]},"feature_id":{fid},'
-            f'"product_version":"{version}","event_type":{types[_pick(rng, FEATURE_EVENT_TYPE_CUM)]},'
-            f'"timestamp":"{timeline.stamp(hour, rng.randrange(3600))}","session_id":"session_{u:05d}_{hour:04d}",'
-            f'"metadata":{rng.choice(pools.metadata)}}}'
-        )
+        session = f"session_{rng.getrandbits(48):012x}"
+        metadata = rng.choice(pools.metadata)
+        for second, kind, feature in zip(stamps, *columns, strict=False):  # stamps first: see events()
+            yield (
+                f'{{"event_id":"evt_{rng.getrandbits(64):016x}","user_id":{users.ids[user]},"feature_id":{feature},'
+                f'"product_version":"{version}","event_type":{kind},"timestamp":"{timeline.stamp_seconds(second)}",'
+                f'"session_id":"{session}","metadata":{metadata}}}'
+            )
 
 
 def app_events(rng: random.Random, timeline: Timeline, pools: Pools, n: int) -> Iterator[str]:
-    """Sessions of several events minutes apart; about one in eight sessions is a single event."""
-    ids, cum, start, life = _users(rng, n, "user", per_user=30)
+    """Sessions open with a login; one in eight is that login alone (a session of duration 0)."""
+    users = Users(rng, n // 30)
+    countries = [enc(c) for c in COUNTRIES]
     profiles = []
-    for _ in ids:  # a user keeps their device, browser, OS and location
+    for _ in users.ids:  # a user keeps their device, browser, OS and location
         device, systems = rng.choice(DEVICES)
+        location = rng.choices(countries, cum_weights=COUNTRY_CUM)[0]
         profiles.append(
             f'"device_type":"{device}","browser":"{rng.choice(BROWSERS)}","os":"{rng.choice(systems)}",'
-            f'"location":{rng.choice(pools.countries)}'
+            f'"location":{location}'
         )
-    features = [enc(f) for f in FEATURES[:10]]
-    types = [enc(t) for t in APP_EVENT_TYPES]
-    written = session = 0
-    while written < n:
-        u = rng.choices(range(len(ids)), cum_weights=cum)[0]
-        second = _user_hour(rng, timeline, start[u], life[u]) * 3600 + rng.randrange(3600)
-        size = 1 if rng.random() < 0.125 else min(n - written, 2 + int(rng.expovariate(1 / 5)))
-        for j in range(size):
-            if second >= HOURS * 3600:
-                break
-            feature = '""' if rng.random() < 0.15 else rng.choice(features)
-            kind = types[0] if j == 0 else rng.choice(types[1:])
+    features = ['""'] * 2 + [enc(f) for f in FEATURES[:10]]  # one row in six without a feature
+    columns = (draws(rng, features), draws(rng, pools.app_metadata))
+    actions = draws(rng, [enc(t) for t in APP_EVENT_TYPES])
+    index = 0
+    for number, user, stamps in sessions(rng, timeline, users, n, SessionShape(0.125, 5, 300)):
+        kinds = ['"login"'] + [next(actions) for _ in stamps[1:]]
+        for second, kind, feature, metadata in zip(stamps, kinds, *columns, strict=False):  # see events()
             yield (
-                f'{{"event_id":"evt_{written:08d}","user_id":{ids[u]},"session_id":"sess_{session:07d}",'
+                f'{{"event_id":"evt_{index:08d}","user_id":{users.ids[user]},"session_id":"sess_{number:07d}",'
                 f'"event_type":{kind},"feature":{feature},"timestamp":"{timeline.stamp_seconds(second)}",'
-                f"{profiles[u]},"
-                f'"metadata":{rng.choice(pools.app_metadata)}}}'
+                f'{profiles[user]},"metadata":{metadata}}}'
             )
-            written += 1
-            second += rng.randint(5, 300)
-        session += 1
+            index += 1

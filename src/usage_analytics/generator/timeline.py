@@ -24,23 +24,28 @@ _GROWTH = 0.3  # the product grows: the last week is 30% busier than the first
 
 
 class Timeline:
-    """The hours of the period with their traffic weights."""
+    """The hours of the period with their traffic weights: hour of day, day of week, growth, and a
+    day-to-day wobble drawn once per seed (real days are never quite alike)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self._hour_prefix = [(START + timedelta(hours=h)).strftime("%Y-%m-%d %H:") for h in range(HOURS)]
-        self._mmss = [f"{s // 60:02d}:{s % 60:02d}" for s in range(3600)]
-        self.weights = [
-            _HOUR_SHAPE[h % 24] * _WEEKDAY_SHAPE[(h // 24) % 7] * (1 + _GROWTH * h / HOURS) for h in range(HOURS)
-        ]
+        self.mmss = [f"{s // 60:02d}:{s % 60:02d}" for s in range(3600)]  # a second of the hour as MM:SS
+        days = [_WEEKDAY_SHAPE[d % 7] * rng.lognormvariate(0, 0.12) for d in range(HOURS // 24)]
+        self.weights = [_HOUR_SHAPE[h % 24] * days[h // 24] * (1 + _GROWTH * h / HOURS) for h in range(HOURS)]
         self._cum = list(accumulate(self.weights))
         self._max = max(self.weights)
 
     def hour_counts(self, rng: random.Random, n: int) -> list[int]:
-        """How many of `n` rows fall in each hour: drawn in blocks, so memory stays flat for any n."""
-        counts = [0] * HOURS
-        for start in range(0, n, 100_000):
-            for hour in rng.choices(range(HOURS), cum_weights=self._cum, k=min(100_000, n - start)):
-                counts[hour] += 1
+        """How many of `n` rows fall in each hour: the expected count with Poisson-like noise."""
+        total = self._cum[-1]
+        counts = [max(0, round(e + rng.gauss(0, e**0.5))) for e in (n * w / total for w in self.weights)]
+        surplus = sum(counts) - n
+        step = 1 if surplus > 0 else -1
+        while surplus:  # the noise adds up to a few hundred rows too many or too few: settle them by weight
+            hour = rng.choices(range(HOURS), cum_weights=self._cum)[0]
+            if step < 0 or counts[hour]:
+                counts[hour] -= step
+                surplus -= step
         return counts
 
     def shaped_hour(self, rng: random.Random, first: int, mean_gap: float) -> int:
@@ -56,12 +61,13 @@ class Timeline:
                 break
         return hour
 
-    def stamp(self, hour: int, second: int) -> str:
-        return self._hour_prefix[hour] + self._mmss[second]
+    def hour_prefix(self, hour: int) -> str:
+        """'YYYY-MM-DD HH:' of an hour: a row's timestamp is this plus `mmss[second]`."""
+        return self._hour_prefix[hour]
 
     def stamp_seconds(self, seconds: int) -> str:
         """`seconds` since START."""
-        return self._hour_prefix[seconds // 3600] + self._mmss[seconds % 3600]
+        return self._hour_prefix[seconds // 3600] + self.mmss[seconds % 3600]
 
 
 def hour_of(text: str) -> int:
