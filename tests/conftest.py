@@ -60,6 +60,12 @@ class Target:
         return response.json()["data"]
 
 
+def run_cli(target: Target | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`usage-analytics ARGS`, pointed at `target` when one is given, as a user runs it."""
+    where = ["--host", target.base_url, "--token", target.token] if target else []
+    return subprocess.run([CLI, *args, *where], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
 class ServerProcess:
     """`usage-analytics local` in a subprocess; stop() ends it as a user would (SIGTERM)."""
 

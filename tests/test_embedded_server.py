@@ -12,7 +12,7 @@ import subprocess
 
 import oracle
 import pytest
-from conftest import CLI, ServerProcess, event, slice_project
+from conftest import ServerProcess, event, run_cli, slice_project
 
 from usage_analytics.generator import generate
 
@@ -136,8 +136,7 @@ def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path, start_server)
 
 
 def build(target) -> subprocess.CompletedProcess:
-    args = [CLI, "build", "--host", target.base_url, "--token", target.token]
-    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+    return run_cli(target, "build")
 
 
 def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_path, start_server):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import CLI, event, slice_project
+from conftest import event, run_cli, slice_project
 
 from usage_analytics.ingest import EventsClient, batches
 
@@ -99,20 +98,14 @@ def test_undelivered_batches_are_written_and_can_be_resent(tmp_path, start_serve
     client = EventsClient("http://127.0.0.1:9", target.token, max_rows=100, retries=1, backoff=0.01)
     totals = client.send("events", rows(250), failed_path=tmp_path / "failed.ndjson")
     assert (totals.acknowledged, totals.failed, totals.failed_file) == (0, 250, str(tmp_path / "failed.ndjson"))
-    resend = subprocess.run(
-        [CLI, "ingest", "events", totals.failed_file, "--host", target.base_url, "--token", target.token],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    resend = run_cli(target, "ingest", "events", totals.failed_file, cwd=tmp_path)
     assert resend.returncode == 0, resend.stderr
     assert "acknowledged 250" in resend.stdout
     assert target.sql("SELECT count() AS n FROM events")[0]["n"] == 250
 
 
 def test_cli_names_a_missing_file(tmp_path):
-    result = subprocess.run([CLI, "ingest", "events", str(tmp_path / "nope.ndjson")], capture_output=True, text=True)
+    result = run_cli(None, "ingest", "events", str(tmp_path / "nope.ndjson"))
     assert result.returncode != 0
     assert "no such file" in result.stderr
 
@@ -123,12 +116,7 @@ def test_load_sends_every_fixture_file(tmp_path, start_server):
     fixtures = tmp_path / "mine"
     fixtures.mkdir()
     (fixtures / "events.ndjson").write_bytes(b"\n".join(rows(1234)) + b"\n")
-    result = subprocess.run(
-        [CLI, "load", "--fixtures", str(fixtures), "--host", target.base_url, "--token", target.token],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli(target, "load", "--fixtures", str(fixtures))
     assert result.returncode == 0, result.stderr
     assert "events: rows read 1234, sent 1234, acknowledged 1234, quarantined 0, failed 0" in result.stdout
     assert target.sql("SELECT count() AS n FROM events")[0]["n"] == 1234

@@ -8,7 +8,7 @@ import subprocess
 import oracle
 import pytest
 import requests
-from conftest import CLI
+from conftest import run_cli
 from openapi_spec_validator import validate
 
 pytestmark = pytest.mark.embedded
@@ -43,8 +43,7 @@ def test_one_endpoint_has_its_own_document(target):
 
 
 def run_query(target, *args) -> subprocess.CompletedProcess:
-    command = [CLI, "query", *args, "--host", target.base_url, "--token", target.token]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return run_cli(target, "query", *args)
 
 
 def test_query_prints_a_table_json_and_csv(target):

@@ -8,7 +8,7 @@ import time
 import jwt
 import pytest
 import requests
-from conftest import CLI, event, slice_project
+from conftest import event, run_cli, slice_project
 
 pytestmark = pytest.mark.embedded
 
@@ -22,8 +22,7 @@ def served(tmp_path, start_server):
 
 
 def cli(target, *args) -> subprocess.CompletedProcess:
-    command = [CLI, "token", *args, "--host", target.base_url, "--token", target.token]
-    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return run_cli(target, "token", *args)
 
 
 def analyst_token(target) -> str:
