@@ -60,7 +60,12 @@ class RateLimiter:
                 raise RequestError(
                     429,
                     f"Rate limit of {token.rps:g} requests per second exceeded for {token.name}",
-                    headers={"Retry-After": "1", "X-RateLimit-Limit": f"{token.rps:g}", "X-RateLimit-Remaining": "0"},
+                    headers={
+                        "Retry-After": "1",
+                        "X-RateLimit-Limit": f"{token.rps:g}",
+                        "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": str(int(time.time()) + 1),  # epoch seconds, as Tinybird's clients read it
+                    },
                 )
             recent.append(now)
             self._calls[token.token] = recent
