@@ -36,9 +36,6 @@ class BuildReport:
     def add(self, line: str) -> None:
         self.lines.append(line)
 
-    def __str__(self) -> str:
-        return "\n".join(self.lines)
-
 
 class Workspace:
     def __init__(self, project_dir: Path, data_dir: Path, fsync: bool = False):
@@ -56,9 +53,8 @@ class Workspace:
     def _stored_signatures(self) -> dict:
         return json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
 
-    def _plan(self, project: Project) -> dict[str, str]:
+    def _plan(self, project: Project, stored: dict) -> dict[str, str]:
         """What each datasource needs: create, keep, extend (add columns) or recreate (it is empty)."""
-        stored = self._stored_signatures()
         plan, problems = {}, []
         for name, ds in project.datasources.items():
             wanted, old = ddl.signature(ds), stored.get(name)
@@ -66,12 +62,11 @@ class Workspace:
                 plan[name] = "create"
             elif old is None or old == wanted:
                 plan[name] = "keep" if old == wanted else "adopt"
-            elif self.engine.row_count(name) == 0:
+            elif (rows := self.engine.row_count(name)) == 0:
                 plan[name] = "recreate"
             elif old["engine"] == wanted["engine"] and wanted["columns"][: len(old["columns"])] == old["columns"]:
                 plan[name] = "extend"
             else:
-                rows = self.engine.row_count(name)
                 changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
                 problems.append(
                     f"datasource {name}: the change to its {changed} is incompatible with the {rows} rows it "
@@ -85,13 +80,14 @@ class Workspace:
     def build(self) -> BuildReport:
         with self._build_lock:
             project = load_project(self.project_dir)
-            plan = self._plan(project)
+            stored = self._stored_signatures()
+            plan = self._plan(project, stored)
             report = BuildReport()
             self._drop_materialized_views()
             fresh = set()
             for name, action in plan.items():
                 try:
-                    self._apply(project.datasources[name], action, self._stored_signatures().get(name))
+                    self._apply(project.datasources[name], action, stored.get(name))
                 except EngineError as exc:
                     raise BuildError(f"datasource {name}: {exc}") from None
                 report.add(f"datasource {name}: {action}")
