@@ -20,7 +20,10 @@ from pathlib import Path
 
 import requests
 
+from .ingest import batches
+
 CLI = str(Path(sys.executable).parent / "usage-analytics")
+BATCH_BYTES = 8 * 1024 * 1024  # what the benchmarks send per request, under the 10 MB limit
 
 
 @dataclass
@@ -73,31 +76,27 @@ def startup_seconds(project: Path, port: int, runs: int = 3) -> list[float]:
     return times
 
 
-def batches(lines: list[bytes], max_bytes: int = 8 * 1024 * 1024) -> list[bytes]:
-    out, current, size = [], [], 0
-    for line in lines:
-        if current and size + len(line) + 1 > max_bytes:
-            out.append(b"\n".join(current))
-            current, size = [], 0
-        current.append(line)
-        size += len(line) + 1
-    if current:
-        out.append(b"\n".join(current))
-    return out
+def bodies(lines: list[bytes], max_rows: int | None = None) -> list[bytes]:
+    """Request bodies cut as the Events API client cuts batches: by bytes, and by rows when asked."""
+    return [b"\n".join(batch) for batch in batches(lines, max_rows or max(len(lines), 1), BATCH_BYTES)]
+
+
+def _acknowledged(http: requests.Session, server: RunningServer, datasource: str, body: bytes) -> int:
+    response = http.post(
+        f"{server.base}/v0/events",
+        params={"name": datasource, "wait": "true"},
+        data=body,
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    response.raise_for_status()
+    return response.json()["successful_rows"]
 
 
 def events_api_ingest(server: RunningServer, datasource: str, lines: list[bytes]) -> dict:
     http = requests.Session()
-    headers = {"Authorization": f"Bearer {server.token}"}
     total_bytes = sum(len(line) + 1 for line in lines)
     started = time.perf_counter()
-    ok = 0
-    for body in batches(lines):
-        response = http.post(
-            f"{server.base}/v0/events", params={"name": datasource, "wait": "true"}, data=body, headers=headers
-        )
-        response.raise_for_status()
-        ok += response.json()["successful_rows"]
+    ok = sum(_acknowledged(http, server, datasource, body) for body in bodies(lines))
     seconds = time.perf_counter() - started
     return {"rows": ok, "seconds": seconds, "rows_per_s": ok / seconds, "mb_per_s": total_bytes / seconds / 1e6}
 
@@ -105,15 +104,10 @@ def events_api_ingest(server: RunningServer, datasource: str, lines: list[bytes]
 def batch_latency_ms(server: RunningServer, datasource: str, lines: list[bytes], batch_rows: int) -> float:
     """Median milliseconds of one acknowledged (wait=true) batch of `batch_rows` rows."""
     http = requests.Session()
-    headers = {"Authorization": f"Bearer {server.token}"}
     times = []
-    for start in range(0, len(lines) - batch_rows + 1, batch_rows):
-        body = b"\n".join(lines[start : start + batch_rows])
+    for body in bodies(lines, batch_rows):
         started = time.perf_counter()
-        response = http.post(
-            f"{server.base}/v0/events", params={"name": datasource, "wait": "true"}, data=body, headers=headers
-        )
-        response.raise_for_status()
+        _acknowledged(http, server, datasource, body)
         times.append((time.perf_counter() - started) * 1000)
     return median(times)
 
@@ -132,7 +126,7 @@ def raw_chdb_insert(datasource_file: Path, lines: list[bytes]) -> dict:
         sess.query(f"CREATE DATABASE {DATABASE}")
         sess.query(ddl.create_table(ds))
         started = time.perf_counter()
-        for body in batches(lines):
+        for body in bodies(lines):
             sess.query(f"INSERT INTO {ddl.table(ds.name)} FORMAT JSONEachRow\n" + body.decode())
         seconds = time.perf_counter() - started
         sess.close()
