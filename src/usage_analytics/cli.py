@@ -31,13 +31,28 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=7181, show_default=True, type=int)
 @click.option("--fsync", is_flag=True, help="fsync every insert, so acknowledged rows survive power loss too.")
-def local(project_dir: Path, data_dir: Path, host: str, port: int, fsync: bool) -> None:
+@click.option(
+    "--max-pending-ingests",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Events API requests per datasource, running or waiting, before further ones get a 429 (backpressure).",
+)
+def local(project_dir: Path, data_dir: Path, host: str, port: int, fsync: bool, max_pending_ingests: int) -> None:
     """Serve the project's datasources and endpoints with Tinybird's API, on chDB (no Docker)."""
     from .local import BuildError, ProjectError, serve
     from .local.engine import DataDirLocked, EngineError
 
     try:
-        serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False), fsync=fsync)
+        serve(
+            project_dir,
+            data_dir,
+            host,
+            port,
+            echo=lambda line: click.echo(line, err=False),
+            fsync=fsync,
+            max_pending_ingests=max_pending_ingests,
+        )
     except (ProjectError, BuildError, DataDirLocked) as exc:
         _fail(str(exc))
     except EngineError as exc:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
 
+import requests
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import formats
 from .auth import Token
 from .engine import EngineError
 from .openapi import document as openapi_document
@@ -56,6 +61,27 @@ async def _body(request: Request) -> bytes:
     return body
 
 
+def _open_url(url: str, admin: bool):
+    """A file to import from `url=`: a local `file://` path (admin tokens only) or an http(s) URL."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        if not admin:
+            raise RequestError(403, "Forbidden: only an admin token may import from a file:// URL")
+        path = Path(unquote(parsed.path))
+        if not path.is_file():
+            raise bad_request(f"url={url}: no such file on the server")
+        return open(path, "rb"), path.name
+    if parsed.scheme in ("http", "https"):
+        try:
+            response = requests.get(url, stream=True, timeout=30)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise bad_request(f"url={url} could not be fetched: {exc}") from None
+        response.raw.decode_content = True
+        return response.raw, parsed.path
+    raise bad_request(f"url={url}: use a file:// path or an http(s):// URL")
+
+
 def build_app(workspace: Workspace) -> Starlette:
     def handler(fn: Callable[[Request], Awaitable[Response]]):
         async def wrapped(request: Request) -> Response:
@@ -91,9 +117,69 @@ def build_app(workspace: Workspace) -> Starlette:
         ds = workspace.datasource(request.query_params.get("name"))
         workspace.tokens.require(token, "DATASOURCES:APPEND", ds.name)
         body = await _body(request)
-        result = await run_in_threadpool(workspace.ingest, ds, body)
+
+        def append():
+            with workspace.gate(ds).append() as headers:
+                return workspace.ingest(ds, body), headers
+
+        result, headers = await run_in_threadpool(append)
         wait = request.query_params.get("wait", "false").lower() in ("true", "1")
-        return JSONResponse(result.as_json(), status_code=200 if wait else 202)
+        return JSONResponse(result.as_json(), status_code=200 if wait else 202, headers=headers)
+
+    async def import_data(request: Request) -> Response:
+        """The Data Sources API: `mode=append|replace` with an uploaded file, a body, or `url=`."""
+        token = _token(request, workspace)
+        params = request.query_params
+        mode = params.get("mode", "append")
+        ds = workspace.datasource(params.get("name"))
+        if mode == "append":
+            workspace.tokens.require(token, "DATASOURCES:APPEND", ds.name)
+        else:
+            workspace.tokens.require_admin(token)  # replace: DATASOURCES:CREATE or ADMIN in Tinybird
+        url, stream, source, field_name = params.get("url"), None, None, None
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            url = url or form.get("url")
+            upload = next(((k, v) for k, v in form.multi_items() if hasattr(v, "read")), None)
+            if upload:
+                field_name, stream, source = upload[0], upload[1].file, upload[1].filename
+        else:
+            body = await request.body()
+            if body.startswith(b"url="):  # a form with the URL (curl -d url=...)
+                url = url or parse_qs(body.decode("utf-8", "replace")).get("url", [""])[0]
+            elif body:  # the file itself as the body (curl --data-binary @file)
+                stream = io.BytesIO(body)
+        if url:
+            stream, source = await run_in_threadpool(_open_url, str(url), token.admin)
+        if stream is None:
+            raise bad_request("Send the data as a file (multipart form), as the request body, or as url=")
+        fmt = formats.detect_format(params.get("format"), field_name, source)
+        dialect = {"delimiter": params.get("dialect_delimiter"), "escapechar": params.get("dialect_escapechar")}
+        try:
+            result = await run_in_threadpool(
+                workspace.import_file, ds, fmt, stream, mode, params.get("replace_condition"), dialect
+            )
+        finally:
+            stream.close()
+        return JSONResponse(result.as_json(str(request.base_url).rstrip("/")))
+
+    async def delete_data(request: Request) -> Response:
+        workspace.tokens.require_admin(_token(request, workspace))  # DATASOURCES:CREATE or ADMIN in Tinybird
+        ds = workspace.datasource(request.path_params["name"])
+        form = await request.form()
+        condition = form.get("delete_condition") or request.query_params.get("delete_condition") or ""
+        dry_run = str(form.get("dry_run") or request.query_params.get("dry_run") or "false").lower() == "true"
+        result = await run_in_threadpool(workspace.delete_rows, ds, str(condition), dry_run)
+        if dry_run:
+            return JSONResponse({"rows_to_be_deleted": result})
+        return JSONResponse(result.as_json(str(request.base_url).rstrip("/")))
+
+    async def job(request: Request) -> Response:
+        _token(request, workspace)
+        found = workspace.jobs.get(request.path_params["id"])
+        if found is None:
+            raise RequestError(404, f"Job '{request.path_params['id']}' not found")
+        return JSONResponse(found.as_json(str(request.base_url).rstrip("/")))
 
     async def pipe_data(request: Request) -> Response:
         name, _, ext = request.path_params["file"].rpartition(".")
@@ -191,8 +277,11 @@ def build_app(workspace: Workspace) -> Starlette:
         Route("/v0/pipes/{file}", handler(pipe_data), methods=["GET", "POST"]),
         Route("/v0/sql", handler(sql), methods=["GET", "POST"]),
         Route("/v0/datasources", handler(list_datasources)),
+        Route("/v0/datasources", handler(import_data), methods=["POST"]),
         Route("/v0/datasources/{name}", handler(datasource_info)),
         Route("/v0/datasources/{name}/truncate", handler(truncate), methods=["POST"]),
+        Route("/v0/datasources/{name}/delete", handler(delete_data), methods=["POST"]),
+        Route("/v0/jobs/{id}", handler(job)),
         Route("/v0/build", handler(build), methods=["POST"]),
     ]
     handlers = {404: not_found, 405: method_not_allowed, 500: internal_error, Exception: internal_error}

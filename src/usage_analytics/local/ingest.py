@@ -7,6 +7,7 @@ not fit (normally few) with their raw values and reasons, the second inserts the
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -166,7 +167,7 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
-    insert = f"INSERT INTO {ddl.table(ds.name)} ({names}) SELECT {values} FROM {{staged}} WHERE row_ok"
+    insert = f"INSERT INTO {{target}} ({names}) SELECT {values} FROM {{staged}} WHERE row_ok"
     raw_values = ", ".join(f"if(p{i}, x{i}, NULL) AS `{c.name}`" for i, c in enumerate(ds.columns))
     errors = ", ".join(c.error for c in cols)
     columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
@@ -181,12 +182,28 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
 
 
 def split_lines(body: bytes) -> list[bytes]:
+    """The rows of an Events API body: NDJSON, or one JSON array of objects, or one (pretty-printed) object."""
+    head = body.lstrip()[:1]
+    if head in (b"[", b"{"):
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            document = None  # NDJSON (several documents), or broken lines that quarantine one by one
+        if isinstance(document, list):
+            return [json.dumps(item, ensure_ascii=False).encode() for item in document]
+        if isinstance(document, dict):
+            return [json.dumps(document, ensure_ascii=False).encode()]
     return [line for line in body.split(b"\n") if line.strip()]
 
 
-def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestResult:
-    """Insert every line that fits `ds`; put the others in `<ds>_quarantine`. Nothing is dropped."""
-    import_id = str(uuid.uuid4())
+def ingest_lines(
+    engine: Engine, ds: Datasource, lines: list[bytes], into: str | None = None, import_id: str | None = None
+) -> IngestResult:
+    """Insert every line that fits `ds` (into its table, or the table `into`); quarantine the others.
+
+    Nothing is dropped: each line ends up either inserted or in `<ds>_quarantine` with its reasons.
+    """
+    import_id = import_id or str(uuid.uuid4())
     if not lines:
         return IngestResult(0, 0, import_id)
     stage, insert, rejected = _statements(ds)
@@ -194,14 +211,14 @@ def ingest_lines(engine: Engine, ds: Datasource, lines: list[bytes]) -> IngestRe
         {"i": pa.array(range(len(lines)), pa.uint32()), "raw": pa.array(lines, pa.string())}
     )
     # Parse once into a session-local table; both the rejected rows and the insert read it.
-    staged = f"_tb_ingest_{import_id.replace('-', '')}"
+    staged = f"_tb_ingest_{uuid.uuid4().hex}"
     engine.query(f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}")
     try:
         bad = engine.rows(rejected.replace("{staged}", staged))
         # good rows first: if the quarantine insert then fails, the request fails and a retry
         # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
         if len(bad) < len(lines):
-            engine.query(insert.replace("{staged}", staged))
+            engine.query(insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name)))
         if bad:
             quarantine_rows(engine, ds, bad, import_id)
     finally:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import uvicorn
 
 from .app import build_app
-from .workspace import Workspace
+from .workspace import DEFAULT_MAX_PENDING_INGESTS, Workspace
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -45,10 +45,16 @@ def example_calls(workspace: Workspace, base: str) -> list[str]:
 
 
 def serve(
-    project_dir: Path, data_dir: Path, host: str, port: int, echo: Callable[[str], None] = print, fsync: bool = False
+    project_dir: Path,
+    data_dir: Path,
+    host: str,
+    port: int,
+    echo: Callable[[str], None] = print,
+    fsync: bool = False,
+    max_pending_ingests: int = DEFAULT_MAX_PENDING_INGESTS,
 ) -> None:
     started = time.perf_counter()
-    workspace = Workspace(project_dir, data_dir, fsync=fsync)
+    workspace = Workspace(project_dir, data_dir, fsync=fsync, max_pending_ingests=max_pending_ingests)
     try:
         for line in workspace.build().lines:
             echo(f"  {line}")

@@ -10,23 +10,124 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from . import ddl
+from tinybird.sql_toolset import sql_get_used_tables
+
+from . import ddl, formats
 from .auth import TokenStore
 from .engine import DATABASE, Engine, EngineError
-from .ingest import IngestResult, ingest_lines, split_lines
+from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer, RequestError, bad_request
 from .project import Datasource, Node, Pipe, Project, load_project
 
-FIXTURE_CHUNK_LINES = 200_000
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
 
 
+DEFAULT_MAX_PENDING_INGESTS = 16  # Events API requests per datasource, running or waiting, before a 429
+
+
 class BuildError(Exception):
     """A build refused as a whole; nothing was changed."""
+
+
+class DatasourceGate:
+    """Who may write to one datasource now: appends share it, a replace or delete has it alone.
+
+    It is also the Events API's backpressure: when more than `max_pending` appends are running or waiting
+    (ingestion has fallen behind, or a replace holds the datasource), the next one gets a 429 with
+    Retry-After and X-RateLimit-* headers instead of queueing without bound.
+    """
+
+    def __init__(self, name: str, max_pending: int):
+        self.name, self.max_pending = name, max_pending
+        self._cond = threading.Condition()
+        self._pending = self._appending = 0
+        self._exclusive = False
+
+    def headers(self, remaining: int) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.max_pending),
+            "X-RateLimit-Remaining": str(max(remaining, 0)),
+            "X-RateLimit-Reset": str(int(time.time()) + 1),  # epoch seconds, as Tinybird's clients read it
+        }
+
+    @contextmanager
+    def append(self) -> Iterator[dict[str, str]]:
+        with self._cond:
+            if self._pending >= self.max_pending:
+                raise RequestError(
+                    429,
+                    f"Ingestion into '{self.name}' is behind ({self._pending} requests in progress): retry later",
+                    headers={"Retry-After": "1", **self.headers(0)},
+                )
+            self._pending += 1
+            headers = self.headers(self.max_pending - self._pending)
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._appending += 1
+        try:
+            yield headers
+        finally:
+            with self._cond:
+                self._appending -= 1
+                self._pending -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._exclusive = True  # new appends wait from here on
+            self._cond.wait_for(lambda: self._appending == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+@dataclass
+class ImportResult:
+    """One Data Sources API operation, shaped as Tinybird's import and delete jobs."""
+
+    kind: str  # import | replace | delete_data
+    datasource: Datasource
+    rows: int = 0
+    quarantined: int = 0
+    bytes: int = 0
+    condition: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def as_json(self, base_url: str = "") -> dict:
+        job = {
+            "id": self.id,
+            "job_id": self.id,
+            "job_url": f"{base_url}/v0/jobs/{self.id}",
+            "kind": self.kind,
+            "status": "done",
+            "datasource": {"id": self.datasource.name, "name": self.datasource.name},
+            "error": False,
+        }
+        if self.kind == "delete_data":
+            return {**job, "delete_condition": self.condition, "rows_affected": self.rows}
+        return {
+            **job,
+            "import_id": self.id,
+            "mode": "replace" if self.kind == "replace" else "append",
+            "replace_condition": self.condition,
+            "statistics": {"bytes": self.bytes, "row_count": self.rows},
+            "quarantine_rows": self.quarantined,
+            "invalid_lines": 0,
+        }
 
 
 @dataclass
@@ -38,8 +139,18 @@ class BuildReport:
 
 
 class Workspace:
-    def __init__(self, project_dir: Path, data_dir: Path, fsync: bool = False):
+    def __init__(
+        self,
+        project_dir: Path,
+        data_dir: Path,
+        fsync: bool = False,
+        max_pending_ingests: int = DEFAULT_MAX_PENDING_INGESTS,
+    ):
         self.fsync = fsync  # survive power loss too: fsync every inserted part and its directory
+        self.max_pending_ingests = max_pending_ingests
+        self._gates: dict[str, DatasourceGate] = {}
+        self._gates_lock = threading.Lock()
+        self.jobs: OrderedDict[str, ImportResult] = OrderedDict()  # the latest jobs, for /v0/jobs/<id>
         self.project_dir = Path(project_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
         self.engine = Engine(self.data_dir)
@@ -181,35 +292,130 @@ class Workspace:
             raise RequestError(404, f"Data Source '{name}' not found")
         return ds
 
+    def gate(self, ds: Datasource) -> DatasourceGate:
+        with self._gates_lock:
+            if ds.name not in self._gates:
+                self._gates[ds.name] = DatasourceGate(ds.name, self.max_pending_ingests)
+            return self._gates[ds.name]
+
     def ingest(self, ds: Datasource, body: bytes) -> IngestResult:
         return ingest_lines(self.engine, ds, split_lines(body))
 
     def ingest_file(self, ds: Datasource, path: Path) -> IngestResult:
         """Stream an NDJSON file in chunks, so a file of any size loads in bounded memory."""
         ok = bad = 0
-
-        def flush(chunk: list[bytes]) -> None:
-            nonlocal ok, bad
-            result = ingest_lines(self.engine, ds, chunk)
-            ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
-
-        chunk: list[bytes] = []
         with open(path, "rb") as handle:
-            for line in handle:
-                line = line.rstrip(b"\r\n")
-                if line.strip():
-                    chunk.append(line)
-                if len(chunk) >= FIXTURE_CHUNK_LINES:
-                    flush(chunk)
-                    chunk = []
-        if chunk:
-            flush(chunk)
+            for chunk in formats.chunks("ndjson", handle, ds, {}):
+                result = ingest_lines(self.engine, ds, chunk.lines)
+                ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
         return IngestResult(ok, bad, "fixtures")
+
+    def import_file(
+        self,
+        ds: Datasource,
+        fmt: str,
+        stream: BinaryIO,
+        mode: str = "append",
+        condition: str | None = None,
+        dialect: dict[str, str] | None = None,
+    ) -> ImportResult:
+        """The Data Sources API: append a file, or replace all rows (or those matching `condition`) with it.
+
+        The file is parsed into a staging table first, so it lands whole or not at all; rows that do not fit
+        go to quarantine under this import's id (removed again if the import fails). A replace then rebuilds
+        the roll-ups fed by the datasource, so they agree with it to the last row.
+        """
+        if mode not in ("append", "replace"):
+            raise bad_request(f"Unknown mode '{mode}': use append or replace (datasources are created by a build)")
+        result = ImportResult("replace" if mode == "replace" else "import", ds, condition=condition or None)
+        view = formats.positional(ds) if fmt == "csv" else ds
+        staging = self._staging_table(ds)
+        try:
+            for chunk in formats.chunks(fmt, stream, ds, dialect or {}):
+                done = ingest_lines(self.engine, view, chunk.lines, into=staging, import_id=result.id)
+                if chunk.rejected:
+                    quarantine_rows(self.engine, ds, chunk.rejected, result.id)
+                result.rows += done.successful_rows
+                result.quarantined += done.quarantined_rows + len(chunk.rejected)
+                result.bytes += sum(len(line) for line in chunk.lines)
+            if result.condition:
+                matching = self._check_condition(staging, result.condition, "replace_condition")
+            with self.gate(ds).exclusive():
+                if mode == "append":
+                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging}")
+                    return self._remember(result)
+                if result.condition:
+                    self._delete_where(ds, result.condition)
+                    self.engine.query(
+                        f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging} WHERE ({result.condition})"
+                    )
+                    result.rows = matching  # the file's rows outside the condition are left out, as in Tinybird
+                else:
+                    self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
+                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging}")
+                self._rebuild_materializations(ds)
+                return self._remember(result)
+        except BaseException:
+            self.engine.query(
+                f"ALTER TABLE {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)} DELETE WHERE c__import_id = "
+                f"{{id:String}} SETTINGS mutations_sync = 2",
+                params={"id": result.id},
+            )
+            raise
+        finally:
+            self.engine.query(f"DROP TABLE IF EXISTS {staging}")
+
+    def delete_rows(self, ds: Datasource, condition: str, dry_run: bool = False) -> ImportResult | int:
+        """Delete the rows matching `condition` (or count them, on a dry run); roll-ups are rebuilt to match."""
+        if not condition or not condition.strip():
+            raise bad_request("The 'delete_condition' parameter is required: a SQL condition on the datasource")
+        matching = self._check_condition(ddl.table(ds.name), condition, "delete_condition")
+        if dry_run:
+            return matching
+        with self.gate(ds).exclusive():
+            matching = self._check_condition(ddl.table(ds.name), condition, "delete_condition")
+            self._delete_where(ds, condition)
+            self._rebuild_materializations(ds)
+        return self._remember(ImportResult("delete_data", ds, rows=matching, condition=condition))
 
     def truncate(self, ds: Datasource) -> None:
         """Empty a datasource and its quarantine; materialized targets keep what they hold, as in Tinybird."""
-        self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
-        self.engine.query(f"TRUNCATE TABLE IF EXISTS {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)}")
+        with self.gate(ds).exclusive():
+            self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
+            self.engine.query(f"TRUNCATE TABLE IF EXISTS {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)}")
+
+    def _staging_table(self, ds: Datasource) -> str:
+        staging = ddl.table(f"_tb_staging_{ds.name}_{uuid.uuid4().hex[:12]}")
+        self.engine.query(f"CREATE TABLE {staging} AS {ddl.table(ds.name)}")
+        return staging
+
+    def _check_condition(self, table: str, condition: str, parameter: str) -> int:
+        """Rows of `table` matching a caller's SQL condition, run read-only: a bad condition is a 400."""
+        if ";" in condition:
+            raise bad_request(f"{parameter} must be one SQL condition, without ';'")
+        try:
+            body = self.engine.query(f"SELECT count() AS n FROM {table} WHERE ({condition})", "JSON", readonly=True)
+        except EngineError as exc:
+            raise bad_request(f"Invalid {parameter} '{condition}': {exc}") from None
+        return int(json.loads(body)["data"][0]["n"])
+
+    def _delete_where(self, ds: Datasource, condition: str) -> None:
+        self.engine.query(f"ALTER TABLE {ddl.table(ds.name)} DELETE WHERE ({condition}) SETTINGS mutations_sync = 2")
+
+    def _rebuild_materializations(self, ds: Datasource) -> None:
+        """Recompute every roll-up fed by `ds` from what `ds` now holds (callers hold its gate)."""
+        for pipe in self.project.materializations.values():
+            select = self._renderers[pipe.name].render({}, pipe.output_node.name)
+            if (DATABASE, ds.name) in {(t[0], t[1]) for t in sql_get_used_tables(select, table_functions=False)}:
+                target = ddl.table(pipe.output_node.target)
+                self.engine.query(f"TRUNCATE TABLE {target}")
+                self.engine.query(f"INSERT INTO {target} {select}")
+
+    def _remember(self, result: ImportResult) -> ImportResult:
+        self.jobs[result.id] = result
+        while len(self.jobs) > 1000:
+            self.jobs.popitem(last=False)
+        return result
 
     def datasource_info(self, ds: Datasource) -> dict:
         return {
