@@ -84,3 +84,20 @@ def test_readme_jwt_example_keeps_a_tenant_to_its_rows(target):
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
     rows = json.loads(out.stdout)["data"]
     assert rows and {row["tenant_id"] for row in rows} == {"tenant_acme"}, out.stderr
+
+
+def test_readme_data_sources_api_example(start_server):
+    """The README's file appends, replace and delete, run as written on a server of our own."""
+    from test_datasources_api import assert_rollups_agree, count
+
+    _, target = start_server(ROOT)
+    block = README.split("<!-- datasources-example")[1].split("<!-- /datasources-example -->")[0]
+    script = "set -e\n" + block.split("```sh")[1].split("```")[0].replace("curl ", "curl -fsS ")
+    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert count(target, "tenant_rate_limits", "endpoint = '/api/v1/export'") == 2
+    assert count(target, "api_logs", "toDate(timestamp) = '2025-05-13'") == 6
+    assert count(target, "api_logs", "tenant_id = 'tenant_hooli'") == 0
+    assert count(target, "api_logs") > 6
+    assert_rollups_agree(target)
