@@ -4,8 +4,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PORT ?= 7181
 DATA_DIR ?= .tinybird-local
+SCALE ?= large
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install fixtures run test lint fmt clean
+.PHONY: install fixtures run test lint fmt clean bench postgresql
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -41,8 +43,17 @@ fmt: $(INSTALLED)
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/tb fmt --yes datasources/* pipes/* endpoints/* >/dev/null
 
-test: lint
+# The benchmark's PostgreSQL peer is a real server from Debian's (or Ubuntu's) packages.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+test: lint postgresql
 	$(BIN)/pytest -q
+
+# One run of every measurement (BENCHMARKS.md); SCALE=small|medium|large, data cached in .bench-cache/
+bench: $(INSTALLED) postgresql
+	$(BIN)/usage-analytics bench --scale $(SCALE)
 
 clean:
 	rm -rf $(DATA_DIR)

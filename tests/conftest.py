@@ -60,10 +60,12 @@ class Target:
         return response.json()["data"]
 
 
-def run_cli(target: Target | None, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    target: Target | None, *args: str, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """`usage-analytics ARGS`, pointed at `target` when one is given, as a user runs it."""
     where = ["--host", target.base_url, "--token", target.token] if target else []
-    return subprocess.run([CLI, *args, *where], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([CLI, *args, *where], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 class ServerProcess:

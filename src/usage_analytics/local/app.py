@@ -202,6 +202,15 @@ def build_app(workspace: Workspace) -> Starlette:
         body = await run_in_threadpool(lambda: workspace.run_read_query(renderer.render(values), fmt))
         return Response(body, media_type=media)
 
+    async def explain(request: Request) -> Response:
+        """The SQL an endpoint runs for these parameters, and ClickHouse's plan of it (admin token)."""
+        workspace.tokens.require_admin(_token(request, workspace))
+        renderer = workspace.endpoint(request.path_params["name"])
+        values = {k: v for k, v in request.query_params.items() if k != "token"}
+        sql = renderer.render(values)
+        plan = await run_in_threadpool(lambda: workspace.run_read_query(f"EXPLAIN indexes = 1 {sql}", "TSVRaw"))
+        return JSONResponse({"debug_query": sql, "query_explain": plan.decode()})
+
     async def openapi(request: Request) -> Response:
         """The OpenAPI document of every endpoint the token may read (one endpoint's, under its name)."""
         token = _token(request, workspace)
@@ -274,6 +283,7 @@ def build_app(workspace: Workspace) -> Starlette:
         Route("/v0/pipes", handler(list_pipes)),
         Route("/v0/pipes/openapi.json", handler(openapi)),
         Route("/v0/pipes/{name}/openapi.json", handler(openapi)),
+        Route("/v0/pipes/{name}/explain", handler(explain)),
         Route("/v0/pipes/{file}", handler(pipe_data), methods=["GET", "POST"]),
         Route("/v0/sql", handler(sql), methods=["GET", "POST"]),
         Route("/v0/datasources", handler(list_datasources)),
