@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,9 +141,13 @@ def declared_parameters(pipe: Pipe) -> dict[str, Parameter]:
 class PipeRenderer:
     """Turns (pipe, parameters) into one SQL statement over the workspace's tables."""
 
+    CACHE_SIZE = 2048  # rendered statements kept per pipe: dashboards repeat the same parameter sets
+
     def __init__(self, pipe: Pipe, resolve_table: Callable[[str, dict], tuple[str, str] | None]):
         self.pipe = pipe
         self._resolve_table = resolve_table  # name -> (database, table) or ('', '(subquery)'), None if unknown
+        self._cache: OrderedDict[tuple, str] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @cached_property
     def parameters(self) -> dict[str, Parameter]:
@@ -162,6 +168,20 @@ class PipeRenderer:
         `test_mode` renders every parameter as a typed placeholder (Tinybird's own check mode), which
         gives the shape of the result without real values: what DESCRIBE needs for the OpenAPI document.
         """
+        key = (node_name, tuple(sorted(values.items()))) if not test_mode else None
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        sql = self._render(values, node_name, test_mode)
+        if key is not None:  # only what rendered without error: a bad request is checked every time
+            with self._cache_lock:
+                self._cache[key] = sql
+                if len(self._cache) > self.CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return sql
+
+    def _render(self, values: dict[str, str], node_name: str | None, test_mode: bool) -> str:
         if not test_mode:
             self.validate(values)
         target = node_name or self.pipe.output_node.name
