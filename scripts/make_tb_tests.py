@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
-import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,13 +36,7 @@ def main() -> None:
             for endpoint, items in cases.valid_cases(cases.load_rows()).items():
                 tests = []
                 for case, params in items:
-                    response = requests.get(
-                        f"{server.base}/v0/pipes/{endpoint}.ndjson",
-                        params=params,
-                        headers={"Authorization": f"Bearer {server.token}"},
-                        timeout=60,
-                    )
-                    response.raise_for_status()
+                    response = server.get(f"/v0/pipes/{endpoint}.ndjson", params, timeout=60)
                     described = ", ".join(f"{k}={v}" for k, v in params.items()) or "default parameters"
                     tests.append(
                         {

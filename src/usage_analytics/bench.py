@@ -37,6 +37,17 @@ class RunningServer:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
+    def get(self, path: str, params: dict | None = None, timeout: float = 300) -> requests.Response:
+        """GET `path` with the admin token; an error answer raises."""
+        response = requests.get(
+            f"{self.base}{path}",
+            params=params or {},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=timeout,
+        )
+        response.raise_for_status()
+        return response
+
 
 def free_port() -> int:
     with socket.socket() as sock:

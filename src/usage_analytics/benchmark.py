@@ -26,8 +26,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import requests
-
 from . import bench
 from .rawforms import RAW_FORMS, raw_query
 
@@ -83,28 +81,6 @@ def project_with_fixtures(tmp: Path, data: Path) -> Path:
         shutil.copytree(ROOT / folder, project / folder)  # copied: the loader does not follow folder links
     (project / "fixtures").symlink_to(data.resolve())
     return project
-
-
-def _explain(server: bench.RunningServer, name: str, params: dict) -> str:
-    response = requests.get(
-        f"{server.base}/v0/pipes/{name}/explain",
-        params=params,
-        headers={"Authorization": f"Bearer {server.token}"},
-        timeout=60,
-    )
-    response.raise_for_status()
-    return response.json()["debug_query"]
-
-
-def _answer(server: bench.RunningServer, name: str, params: dict) -> list[dict]:
-    response = requests.get(
-        f"{server.base}/v0/pipes/{name}.json",
-        params=params,
-        headers={"Authorization": f"Bearer {server.token}"},
-        timeout=300,
-    )
-    response.raise_for_status()
-    return response.json()["data"]
 
 
 def _time_each(call: Callable[[object], object], inputs: list, rounds: int) -> list[float]:
@@ -201,8 +177,8 @@ def run(scale: str, quick: bool, cache: Path, peers: bool = True) -> dict:
                     "http_1_client": _stats(one),
                     f"http_{profile['clients']}_clients": _stats(busy),
                 }
-                sqls[name] = [_explain(server, name, p) for p in param_sets]
-                answers[name] = [_answer(server, name, p) for p in param_sets]
+                sqls[name] = [server.get(f"/v0/pipes/{name}/explain", p).json()["debug_query"] for p in param_sets]
+                answers[name] = [server.get(f"/v0/pipes/{name}.json", p).json()["data"] for p in param_sets]
                 progress.step(f"HTTP {name}")
         finally:
             server.stop()
