@@ -64,3 +64,23 @@ def test_query_reports_errors_in_one_line(target):
     result = run_query(target, "feature_usage", "-p", "start_date=never")
     assert result.returncode != 0
     assert "HTTP 400" in result.stderr and "start_date" in result.stderr
+
+
+def test_explain_gives_the_sql_and_the_plan_to_admins_only(target):
+    params = {"start_date": "2025-05-01 00:00:00", "end_date": "2025-05-31 23:59:59", "tenant_id": "tenant_acme"}
+    url = target.url("/v0/pipes/user_activity/explain")
+    answer = target.http.get(url, params=params, headers=target.auth())
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert "tenant_acme" in body["debug_query"] and "api_logs" in body["debug_query"]
+    assert "ReadFromMergeTree" in body["query_explain"]
+    # the SQL it shows is the SQL that runs: the same rows through /v0/sql
+    rows = target.sql(body["debug_query"])
+    assert rows == target.data("user_activity", params)
+    analyst = next(
+        t["token"]
+        for t in target.http.get(target.url("/v0/tokens"), headers=target.auth()).json()["tokens"]
+        if t["name"] == "analyst"
+    )
+    assert target.http.get(url, params=params, headers=target.auth(analyst)).status_code == 403
+    assert target.http.get(target.url("/v0/pipes/nope/explain"), headers=target.auth()).status_code == 404
