@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -45,6 +46,8 @@ class FaultyProxy:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 fault = proxy.faults.pop(0) if proxy.faults else "forward"
                 proxy.seen.append(fault)
+                if fault.startswith("slow"):  # "slow:2.5": answer late (the request still goes through)
+                    time.sleep(float(fault.split(":")[1]))
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.close()
@@ -91,6 +94,23 @@ def test_client_reconciles_and_survives_429_503_and_dropped_connections(tmp_path
     )
     assert totals.batches == 6 and totals.failed_file is None
     assert target.sql("SELECT count() AS n, uniqExact(event_id) AS ids FROM events") == [{"n": 5000, "ids": 5000}]
+
+
+def test_slow_answers_are_waited_for_and_a_timed_out_batch_is_sent_again(tmp_path, start_server):
+    """A slow answer within the timeout lands once. One that outlasts it was written all the same, so the
+    client's retry duplicates that batch: at-least-once, as the README says, and the ids show it."""
+    _, target = start_server(slice_project(tmp_path / "project"))
+    proxy = FaultyProxy(target.base_url, ["slow:0.5", "slow:2.5"])
+    try:
+        client = EventsClient(proxy.url, target.token, max_rows=1000, concurrency=1, backoff=0.01, timeout=1.5)
+        totals = client.send("events", rows(3000), failed_path=tmp_path / "failed.ndjson")
+    finally:
+        proxy.close()
+    assert proxy.seen[:2] == ["slow:0.5", "slow:2.5"] and len(proxy.seen) == 4  # 3 batches + 1 retry
+    assert (totals.acknowledged, totals.failed) == (3000, 0), totals.summary()
+    time.sleep(1.5)  # the stalled request reaches the server after the client gave up on it
+    counts = target.sql("SELECT count() AS n, uniqExact(event_id) AS ids FROM events")
+    assert counts == [{"n": 4000, "ids": 3000}]
 
 
 def test_undelivered_batches_are_written_and_can_be_resent(tmp_path, start_server):
