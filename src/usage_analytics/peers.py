@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .bench import free_port
+from .rawforms import where
 
 PEER_ENDPOINTS = (
     "time_series_metrics",
@@ -69,13 +70,7 @@ _PLACEHOLDER = re.compile(r":(\w+)")
 
 
 def _window(p: dict, *columns: str) -> str:
-    clauses = ["1 = 1"]
-    if "start_date" in p:
-        clauses.append("timestamp >= :start_date")
-    if "end_date" in p:
-        clauses.append("timestamp <= :end_date")
-    clauses += [f"{c} = :{c}" for c in columns if c in p]
-    return " AND ".join(clauses)
+    return where(p, columns, mark=lambda name, _: f":{name}")
 
 
 def _percentiles(*points: float) -> str:

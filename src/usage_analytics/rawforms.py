@@ -13,13 +13,14 @@ import re
 _PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
 
 
-def _where(params: dict, filters: tuple[str, ...] = ()) -> str:
+def where(params: dict, filters: tuple[str, ...] = (), mark=lambda name, ch_type: f"{{{name}:{ch_type}}}") -> str:
+    """The inclusive time window and equality filters that `params` asks for; `mark` writes a placeholder."""
     clauses = ["1 = 1"]
     if "start_date" in params:
-        clauses.append("timestamp >= {start_date:DateTime}")
+        clauses.append(f"timestamp >= {mark('start_date', 'DateTime')}")
     if "end_date" in params:
-        clauses.append("timestamp <= {end_date:DateTime}")
-    clauses += [f"{f} = {{{f}:String}}" for f in filters if f in params]
+        clauses.append(f"timestamp <= {mark('end_date', 'DateTime')}")
+    clauses += [f"{f} = {mark(f, 'String')}" for f in filters if f in params]
     return " AND ".join(clauses)
 
 
@@ -44,7 +45,7 @@ def time_series_metrics(p: dict) -> str:
             round(avg(response_time_ms), 2) AS avg_response_time_ms,
             round({_latency("0.95, 0.99")}[1], 2) AS p95_response_time_ms,
             round({_latency("0.95, 0.99")}[2], 2) AS p99_response_time_ms
-        FROM api_logs WHERE {_where(p, ("tenant_id", "endpoint"))} GROUP BY period ORDER BY period"""
+        FROM api_logs WHERE {where(p, ("tenant_id", "endpoint"))} GROUP BY period ORDER BY period"""
 
 
 def endpoint_performance(p: dict) -> str:
@@ -55,7 +56,7 @@ def endpoint_performance(p: dict) -> str:
             round({_latency("0.5, 0.95, 0.99")}[3], 2) AS p99_response_time_ms,
             round(1 - error_rate, 4) AS success_rate,
             round(countIf(status_code >= 400) / request_count, 4) AS error_rate
-        FROM api_logs WHERE {_where(p, ("tenant_id", "method", "endpoint"))}
+        FROM api_logs WHERE {where(p, ("tenant_id", "method", "endpoint"))}
         GROUP BY endpoint, method ORDER BY request_count DESC, endpoint, method
         LIMIT {{limit:Int32}}"""
 
@@ -67,7 +68,7 @@ def api_usage_by_tenant(p: dict) -> str:
             round(error_count / request_count, 4) AS error_rate,
             round(avg(response_time_ms), 2) AS avg_response_time_ms,
             sum(request_size_bytes) AS total_request_bytes, sum(response_size_bytes) AS total_response_bytes
-        FROM api_logs WHERE {_where(p)} GROUP BY tenant_id ORDER BY request_count DESC, tenant_id
+        FROM api_logs WHERE {where(p)} GROUP BY tenant_id ORDER BY request_count DESC, tenant_id
         LIMIT {{limit:Int32}}"""
 
 
@@ -77,7 +78,7 @@ def geographic_distribution(p: dict) -> str:
             round(avg(response_time_ms), 2) AS avg_response_time_ms,
             round(countIf(status_code >= 400) / request_count, 4) AS error_rate,
             round(request_count / sum(request_count) OVER (), 4) AS share
-        FROM api_logs WHERE {_where(p, ("tenant_id",))} GROUP BY region ORDER BY request_count DESC, region"""
+        FROM api_logs WHERE {where(p, ("tenant_id",))} GROUP BY region ORDER BY request_count DESC, region"""
 
 
 def usage_metering(p: dict) -> str:
@@ -85,14 +86,14 @@ def usage_metering(p: dict) -> str:
         SELECT tenant_id, toStartOfMonth(timestamp) AS month, count() AS total_requests,
             countIf(status_code < 500) AS billable_requests, sum(request_size_bytes) AS request_bytes,
             sum(response_size_bytes) AS response_bytes
-        FROM api_logs WHERE {_where(p, ("tenant_id",))} GROUP BY tenant_id, month ORDER BY month, tenant_id"""
+        FROM api_logs WHERE {where(p, ("tenant_id",))} GROUP BY tenant_id, month ORDER BY month, tenant_id"""
 
 
 def feature_usage_summary(p: dict) -> str:
     return f"""
         SELECT feature_id, product_version, count() AS usage_count, uniqExact(user_id) AS unique_users,
             uniqExact(session_id) AS unique_sessions, min(timestamp) AS first_usage, max(timestamp) AS last_usage
-        FROM feature_events WHERE {_where(p, ("feature_id", "product_version"))}
+        FROM feature_events WHERE {where(p, ("feature_id", "product_version"))}
         GROUP BY feature_id, product_version ORDER BY usage_count DESC, feature_id, product_version
         LIMIT {{limit:Int32}}"""
 
@@ -101,7 +102,7 @@ def feature_usage_timeline(p: dict) -> str:
     return f"""
         SELECT {_bucket("timestamp", p.get("granularity", "day"))} AS period, feature_id, count() AS usage_count,
             uniqExact(user_id) AS unique_users
-        FROM feature_events WHERE {_where(p, ("feature_id", "product_version"))}
+        FROM feature_events WHERE {where(p, ("feature_id", "product_version"))}
         GROUP BY period, feature_id ORDER BY period, feature_id"""
 
 
@@ -117,7 +118,7 @@ def active_users(p: dict) -> str:
     period = {"1 day": "toDate(timestamp)", "1 week": "toMonday(timestamp)", "1 month": "toStartOfMonth(timestamp)"}
     return f"""
         SELECT {period[interval]} AS period, uniqExact(user_id) AS active_users FROM app_events
-        WHERE {_where(p)} GROUP BY period ORDER BY period"""
+        WHERE {where(p)} GROUP BY period ORDER BY period"""
 
 
 RAW_FORMS = {
