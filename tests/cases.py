@@ -125,6 +125,7 @@ def valid_cases(rows: dict[str, list[dict]]) -> dict[str, list[tuple[str, dict]]
             ("one_tenant", {"at": BURST, "tenant_id": tenant}),
             ("one_pair", {"at": BURST, "tenant_id": tenant, "endpoint": endpoint}),
             ("quiet_night", {"at": "2025-05-04 03:00:00"}),
+            ("between_hours", {"at": "2025-05-20 15:27:41"}),
         ],
         "endpoint_performance": [
             ("top_10", {}),

@@ -56,7 +56,9 @@ def test_startup_ingest_and_reports(quick_run):
         results["ingest"]["client"]["rows"] == results["rows"]["api_logs"]
         and results["ingest"]["client"]["failed"] == 0
     )
-    assert results["ingest"]["ratio_client_to_raw"] > 0
+    assert results["ingest"]["ratio_client_to_raw"] > 0 and results["ingest"]["ratio_client_to_chdb_with_views"] > 0
+    # the with-views baseline feeds every api_logs roll-up, as the server does
+    assert results["ingest"]["chdb_with_views"]["materialized_views"] == 4
     table = (out / "quick.md").read_text()
     assert table in stdout and all(f"`{name}`" in table for name in bench.MIX)
     for plot in ("quick-latency.png", "quick-peers.png"):

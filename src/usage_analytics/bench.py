@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -123,6 +124,14 @@ def batch_latency_ms(server: RunningServer, datasource: str, lines: list[bytes],
     return median(times)
 
 
+def _timed_inserts(query, table: str, lines: list[bytes]) -> dict:
+    started = time.perf_counter()
+    for body in bodies(lines):
+        query(f"INSERT INTO {table} FORMAT JSONEachRow\n" + body.decode())
+    seconds = time.perf_counter() - started
+    return {"rows": len(lines), "seconds": seconds, "rows_per_s": len(lines) / seconds}
+
+
 def raw_chdb_insert(datasource_file: Path, lines: list[bytes]) -> dict:
     """The floor: ClickHouse parsing the same NDJSON straight into the same table, no HTTP, no checks."""
     from chdb import session
@@ -136,12 +145,29 @@ def raw_chdb_insert(datasource_file: Path, lines: list[bytes]) -> dict:
         sess = session.Session(path)
         sess.query(f"CREATE DATABASE {DATABASE}")
         sess.query(ddl.create_table(ds))
-        started = time.perf_counter()
-        for body in bodies(lines):
-            sess.query(f"INSERT INTO {ddl.table(ds.name)} FORMAT JSONEachRow\n" + body.decode())
-        seconds = time.perf_counter() - started
+        result = _timed_inserts(sess.query, ddl.table(ds.name), lines)
         sess.close()
-    return {"rows": len(lines), "seconds": seconds, "rows_per_s": len(lines) / seconds}
+    return result
+
+
+def chdb_insert_with_views(project: Path, datasource: str, lines: list[bytes]) -> dict:
+    """The same insert into the project's own tables, with the materialized views that the datasource feeds
+    (the roll-ups cost what they cost on any ClickHouse), still with no HTTP and no checks."""
+    from .local import ddl
+    from .local.workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "project"
+        for folder in ("datasources", "pipes", "endpoints"):  # no fixtures: the table starts empty
+            shutil.copytree(project / folder, copy / folder)
+        workspace = Workspace(copy, Path(tmp) / "data")
+        try:
+            workspace.build()
+            views = len(workspace.materializations_fed_by(workspace.datasource(datasource)))
+            result = _timed_inserts(workspace.engine.query, ddl.table(datasource), lines)
+        finally:
+            workspace.close()
+    return {**result, "materialized_views": views}
 
 
 def machine() -> str:

@@ -89,6 +89,35 @@ def usage_metering(p: dict) -> str:
         FROM api_logs WHERE {where(p, ("tenant_id",))} GROUP BY tenant_id, month ORDER BY month, tenant_id"""
 
 
+def rate_limit_usage(p: dict) -> str:
+    at = "{at:DateTime}" if "at" in p else "now()"
+    pairs = where(p, ("tenant_id", "endpoint"))  # `at` is no window column: only the pair filters
+    return f"""
+        SELECT tenant_id, endpoint, requests_per_minute, requests_per_hour, requests_per_day,
+            requests_last_minute, requests_last_hour, requests_last_day,
+            round(100 * requests_last_minute / requests_per_minute, 2) AS minute_usage_pct,
+            round(100 * requests_last_hour / requests_per_hour, 2) AS hour_usage_pct,
+            round(100 * requests_last_day / requests_per_day, 2) AS day_usage_pct,
+            toUInt8(greatest(minute_usage_pct, hour_usage_pct, day_usage_pct) >= 100) AS is_limited
+        FROM (SELECT * FROM tenant_rate_limits FINAL WHERE {pairs}) AS limits
+        LEFT JOIN (
+            SELECT tenant_id, endpoint, countIf(timestamp > {at} - INTERVAL 1 MINUTE) AS requests_last_minute,
+                countIf(timestamp > {at} - INTERVAL 1 HOUR) AS requests_last_hour, count() AS requests_last_day
+            FROM api_logs WHERE timestamp > {at} - INTERVAL 1 DAY AND timestamp <= {at} AND {pairs}
+            GROUP BY tenant_id, endpoint
+        ) AS recent USING (tenant_id, endpoint)
+        ORDER BY greatest(minute_usage_pct, hour_usage_pct, day_usage_pct) DESC, tenant_id, endpoint"""
+
+
+def error_analysis(p: dict) -> str:
+    return f"""
+        SELECT error_type, error_message, status_code, count() AS error_count, uniqExact(user_id) AS affected_users,
+            min(timestamp) AS first_seen, max(timestamp) AS last_seen
+        FROM api_logs WHERE status_code >= 400 AND {where(p, ("tenant_id",))}
+        GROUP BY error_type, error_message, status_code
+        ORDER BY error_count DESC, error_type, error_message, status_code LIMIT {{limit:Int32}}"""
+
+
 def feature_usage_summary(p: dict) -> str:
     return f"""
         SELECT feature_id, product_version, count() AS usage_count, uniqExact(user_id) AS unique_users,
@@ -129,13 +158,22 @@ RAW_FORMS = {
         api_usage_by_tenant,
         geographic_distribution,
         usage_metering,
+        error_analysis,
+        rate_limit_usage,
         feature_usage_summary,
         feature_usage_timeline,
         daily_active_users,
         active_users,
     )
 }
-DEFAULTS = {"limit": {"endpoint_performance": "10", "api_usage_by_tenant": "10", "feature_usage_summary": "100"}}
+DEFAULTS = {
+    "limit": {
+        "endpoint_performance": "10",
+        "api_usage_by_tenant": "10",
+        "error_analysis": "10",
+        "feature_usage_summary": "100",
+    }
+}
 
 
 def _literal(value: str, ch_type: str) -> str:

@@ -402,14 +402,21 @@ class Workspace:
     def _delete_where(self, ds: Datasource, condition: str) -> None:
         self.engine.query(f"ALTER TABLE {ddl.table(ds.name)} DELETE WHERE ({condition}) SETTINGS mutations_sync = 2")
 
-    def _rebuild_materializations(self, ds: Datasource) -> None:
-        """Recompute every roll-up fed by `ds` from what `ds` now holds (callers hold its gate)."""
+    def materializations_fed_by(self, ds: Datasource) -> list[tuple[Pipe, str]]:
+        """The materialized pipes that read `ds`, each with its rendered SELECT."""
+        fed = []
         for pipe in self.project.materializations.values():
             select = self._renderers[pipe.name].render({}, pipe.output_node.name)
             if (DATABASE, ds.name) in {(t[0], t[1]) for t in sql_get_used_tables(select, table_functions=False)}:
-                target = ddl.table(pipe.output_node.target)
-                self.engine.query(f"TRUNCATE TABLE {target}")
-                self.engine.query(f"INSERT INTO {target} {select}")
+                fed.append((pipe, select))
+        return fed
+
+    def _rebuild_materializations(self, ds: Datasource) -> None:
+        """Recompute every roll-up fed by `ds` from what `ds` now holds (callers hold its gate)."""
+        for pipe, select in self.materializations_fed_by(ds):
+            target = ddl.table(pipe.output_node.target)
+            self.engine.query(f"TRUNCATE TABLE {target}")
+            self.engine.query(f"INSERT INTO {target} {select}")
 
     def _remember(self, result: ImportResult) -> ImportResult:
         self.jobs[result.id] = result
