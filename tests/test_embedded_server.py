@@ -170,3 +170,25 @@ def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_pa
         {"event_id": "e1", "plan": "free"},
         {"event_id": "e2", "plan": "pro"},
     ]
+
+
+def test_build_adds_and_drops_a_skipping_index_on_a_datasource_with_rows(tmp_path, start_server):
+    project = slice_project(tmp_path / "project")
+    _, target = start_server(project)
+    target.send("events", [event(event_id="e1", feature="f", user_id="u1")])
+    datasource = project / "datasources/events.datasource"
+    original = datasource.read_text()
+    indexes = "system.data_skipping_indices WHERE database = 'tb' AND table = 'events'"
+
+    datasource.write_text(original + "\nINDEXES >\n    user_bloom user_id TYPE bloom_filter GRANULARITY 1\n")
+    applied = build(target)
+    assert applied.returncode == 0, applied.stderr
+    assert target.sql(f"SELECT name, type, expr FROM {indexes}") == [
+        {"name": "user_bloom", "type": "bloom_filter", "expr": "user_id"}
+    ]
+    assert target.sql("SELECT event_id FROM events WHERE user_id = 'u1'") == [{"event_id": "e1"}]
+
+    datasource.write_text(original)
+    assert build(target).returncode == 0
+    assert target.sql(f"SELECT name FROM {indexes}") == []
+    assert target.data("feature_usage") == [{"feature": "f", "usage_count": 1, "unique_users": 1}]

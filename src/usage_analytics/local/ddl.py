@@ -51,8 +51,13 @@ def engine_sql(ds: Datasource) -> str:
     return "\n".join(clauses)
 
 
+def index_name(index: str) -> str:
+    """The name in an `INDEX name expr TYPE ... GRANULARITY n` clause."""
+    return index.split()[1]
+
+
 def create_table(ds: Datasource) -> str:
-    cols = ",\n    ".join(column_sql(c) for c in ds.columns)
+    cols = ",\n    ".join([*(column_sql(c) for c in ds.columns), *ds.indexes])
     return f"CREATE TABLE {table(ds.name)} (\n    {cols}\n)\n{engine_sql(ds)}"
 
 
@@ -80,4 +85,5 @@ def create_materialized_view(pipe: str, node: str, target: str, select_sql: str)
 
 def signature(ds: Datasource) -> dict:
     """What must match for a table to keep serving a datasource unchanged."""
-    return {"columns": [column_sql(c) for c in ds.columns], "engine": engine_sql(ds)}
+    wanted = {"columns": [column_sql(c) for c in ds.columns], "engine": engine_sql(ds)}
+    return {**wanted, "indexes": list(ds.indexes)} if ds.indexes else wanted  # as before for a table without

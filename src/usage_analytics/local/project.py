@@ -46,6 +46,7 @@ class Datasource:
     description: str = ""
     tokens: tuple[tuple[str, str], ...] = ()  # (token name, permission)
     path: str = ""
+    indexes: tuple[str, ...] = ()  # data-skipping indexes (INDEXES), each as ClickHouse's `INDEX ...` clause
 
     @property
     def engine_args(self) -> dict[str, str]:
@@ -148,6 +149,7 @@ def load_datasource(path: Path) -> Datasource:
         description=datafile.description or "",
         tokens=_tokens(datafile),
         path=str(path),
+        indexes=tuple(index.to_sql() for index in node.get("indexes") or ()),
     )
 
 

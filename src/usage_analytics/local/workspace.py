@@ -239,7 +239,20 @@ class Workspace:
                 self.engine.query(
                     f"ALTER TABLE {ddl.table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
                 )
+            self._apply_indexes(ds, old.get("indexes", []))
         self.engine.query(ddl.create_quarantine(ds))
+
+    def _apply_indexes(self, ds: Datasource, old: list[str]) -> None:
+        """A skipping index added to (or removed from) a datasource with data is built over (or dropped from)
+        the rows it holds; the rows themselves stay."""
+        table = ddl.table(ds.name)
+        for index in old:
+            if index not in ds.indexes:
+                self.engine.query(f"ALTER TABLE {table} DROP INDEX `{ddl.index_name(index)}`")
+        for index in ds.indexes:
+            if index not in old:
+                self.engine.query(f"ALTER TABLE {table} ADD {index}")
+                self.engine.query(f"ALTER TABLE {table} MATERIALIZE INDEX `{ddl.index_name(index)}`")
 
     def _apply_fsync(self, project: Project) -> None:
         value = int(self.fsync)
