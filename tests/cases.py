@@ -74,6 +74,7 @@ def valid_cases(rows: dict[str, list[dict]]) -> dict[str, list[tuple[str, dict]]
             ("all_time", {}),
             ("eight_weeks_4_kept", {**EIGHT_WEEKS, "weeks": "4"}),
             ("unaligned_window", ODD),
+            ("from_a_wednesday", {"start_date": "2025-04-02 10:00:00"}),
             ("no_data", EMPTY),
         ],
         "user_feature_usage": [

@@ -120,6 +120,12 @@ def assert_rollups_agree(target) -> None:
         "GROUP BY day) AS m ON r.day = m.day WHERE r.u != m.u"
     )
     assert users == [], f"events_daily_users_mv disagrees with events: {users[:5]}"
+    weeks = target.sql(
+        "SELECT week, user_id, sum(n) AS n FROM (SELECT toMonday(timestamp) AS week, user_id, toInt64(count()) AS n "
+        "FROM events GROUP BY week, user_id UNION ALL SELECT week, user_id, -toInt64(sum(events)) "
+        "FROM events_weekly_users_mv GROUP BY week, user_id) GROUP BY week, user_id HAVING n != 0"
+    )
+    assert weeks == [], f"events_weekly_users_mv disagrees with events: {weeks[:5]}"
 
 
 def test_append_ndjson_csv_and_parquet_files(server):

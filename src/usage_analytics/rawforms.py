@@ -89,26 +89,6 @@ def usage_metering(p: dict) -> str:
         FROM api_logs WHERE {where(p, ("tenant_id",))} GROUP BY tenant_id, month ORDER BY month, tenant_id"""
 
 
-def rate_limit_usage(p: dict) -> str:
-    at = "{at:DateTime}" if "at" in p else "now()"
-    pairs = where(p, ("tenant_id", "endpoint"))  # `at` is no window column: only the pair filters
-    return f"""
-        SELECT tenant_id, endpoint, requests_per_minute, requests_per_hour, requests_per_day,
-            requests_last_minute, requests_last_hour, requests_last_day,
-            round(100 * requests_last_minute / requests_per_minute, 2) AS minute_usage_pct,
-            round(100 * requests_last_hour / requests_per_hour, 2) AS hour_usage_pct,
-            round(100 * requests_last_day / requests_per_day, 2) AS day_usage_pct,
-            toUInt8(greatest(minute_usage_pct, hour_usage_pct, day_usage_pct) >= 100) AS is_limited
-        FROM (SELECT * FROM tenant_rate_limits FINAL WHERE {pairs}) AS limits
-        LEFT JOIN (
-            SELECT tenant_id, endpoint, countIf(timestamp > {at} - INTERVAL 1 MINUTE) AS requests_last_minute,
-                countIf(timestamp > {at} - INTERVAL 1 HOUR) AS requests_last_hour, count() AS requests_last_day
-            FROM api_logs WHERE timestamp > {at} - INTERVAL 1 DAY AND timestamp <= {at} AND {pairs}
-            GROUP BY tenant_id, endpoint
-        ) AS recent USING (tenant_id, endpoint)
-        ORDER BY greatest(minute_usage_pct, hour_usage_pct, day_usage_pct) DESC, tenant_id, endpoint"""
-
-
 def error_analysis(p: dict) -> str:
     return f"""
         SELECT error_type, error_message, status_code, count() AS error_count, uniqExact(user_id) AS affected_users,
@@ -135,6 +115,20 @@ def feature_usage_timeline(p: dict) -> str:
         GROUP BY period, feature_id ORDER BY period, feature_id"""
 
 
+def retention_cohorts(p: dict) -> str:
+    return f"""
+        SELECT cohort_week, week_number, max(if(week_number = 0, active_users, 0)) OVER (PARTITION BY cohort_week)
+            AS cohort_size, active_users, round(active_users / cohort_size, 4) AS retention_rate
+        FROM (
+            SELECT arrayMin(weeks) AS cohort_week,
+                toUInt32(intDiv(dateDiff('day', cohort_week, arrayJoin(weeks)), 7)) AS week_number,
+                count() AS active_users
+            FROM (SELECT user_id, groupUniqArray(toMonday(timestamp)) AS weeks FROM events WHERE {where(p)}
+                GROUP BY user_id)
+            GROUP BY cohort_week, week_number)
+        WHERE week_number < {{weeks:Int32}} ORDER BY cohort_week, week_number"""
+
+
 def daily_active_users(p: dict) -> str:
     return """
         SELECT toDate(timestamp) AS date, uniqExact(user_id) AS active_users FROM events
@@ -159,11 +153,11 @@ RAW_FORMS = {
         geographic_distribution,
         usage_metering,
         error_analysis,
-        rate_limit_usage,
         feature_usage_summary,
         feature_usage_timeline,
         daily_active_users,
         active_users,
+        retention_cohorts,
     )
 }
 DEFAULTS = {
@@ -190,5 +184,7 @@ def raw_query(endpoint: str, params: dict) -> str:
         values.setdefault("limit", DEFAULTS["limit"][endpoint])
     if endpoint == "daily_active_users":
         values.setdefault("days", "30")
+    if endpoint == "retention_cohorts":
+        values.setdefault("weeks", "8")
     sql = RAW_FORMS[endpoint](values)
     return _PLACEHOLDER.sub(lambda m: _literal(values[m.group(1)], m.group(2)), sql)
