@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import pytest
 import requests
@@ -95,3 +96,14 @@ def test_sql_refuses_anything_but_reads(target, query):
     assert response.status_code == 400, response.text
     assert response.json()["error"]
     assert target.sql("SELECT count() AS n FROM events")[0]["n"] > 0
+
+
+@pytest.mark.embedded
+def test_pipe_answers_say_what_rendering_and_the_engine_cost(target):
+    started = time.perf_counter()
+    response = target.pipe(PIPE)
+    wall_ms = (time.perf_counter() - started) * 1000
+    timings = dict(part.strip().split(";dur=") for part in response.headers["Server-Timing"].split(","))
+    assert set(timings) == {"render", "engine"}
+    render, engine = float(timings["render"]), float(timings["engine"])
+    assert render >= 0 and engine > 0 and render + engine < wall_ms  # parts of what the client waited for

@@ -33,9 +33,10 @@ def test_every_endpoint_is_measured_over_http_and_directly(quick_run):
     clients = results["profile"]["clients"]
     assert set(results["endpoints"]) == set(bench.MIX)
     for name, entry in results["endpoints"].items():
-        for key in ("http_1_client", f"http_{clients}_clients", "direct_chdb"):
+        for key in ("http_1_client", f"http_{clients}_clients", "direct_chdb", "server_own_ms"):
             assert set(entry[key]) == STATS and entry[key]["calls"] > 0, (name, key)
         assert isinstance(entry["server_overhead_ms"], float)
+        assert entry["server_own_ms"]["calls"] == entry["http_1_client"]["calls"], name  # one per timed call
         assert ("raw_to_rollup" in entry) == (name in RAW_FORMS), name
 
 

@@ -242,15 +242,25 @@ def time_calls(call, param_sets: list[dict], rounds: int) -> list[float]:
     return times
 
 
-def endpoint_caller(server: RunningServer, name: str):
-    http = requests.Session()
-    headers = {"Authorization": f"Bearer {server.token}"}
+class EndpointCaller:
+    """Calls one endpoint over its own connection, and keeps the `engine` time of each answer's Server-Timing
+    header: the client's time minus it is what the server itself cost on that very call."""
 
-    def call(params: dict) -> None:
-        response = http.get(f"{server.base}/v0/pipes/{name}.json", params=params, headers=headers, timeout=120)
+    def __init__(self, server: RunningServer, name: str):
+        self.url = f"{server.base}/v0/pipes/{name}.json"
+        self.http = requests.Session()
+        self.headers = {"Authorization": f"Bearer {server.token}"}
+        self.engine_ms: list[float] = []
+
+    def __call__(self, params: dict) -> None:
+        response = self.http.get(self.url, params=params, headers=self.headers, timeout=120)
         response.raise_for_status()
+        timings = dict(part.strip().split(";dur=") for part in response.headers["Server-Timing"].split(","))
+        self.engine_ms.append(float(timings["engine"]))
 
-    return call
+
+def endpoint_caller(server: RunningServer, name: str) -> EndpointCaller:
+    return EndpointCaller(server, name)
 
 
 def sql_caller(server: RunningServer, to_sql):

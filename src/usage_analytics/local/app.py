@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -199,8 +200,17 @@ def build_app(workspace: Workspace) -> Starlette:
             values.update({k: str(v) for k, v in payload.items()})
         values.update(token.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
         fmt, media = _OUTPUT_FORMATS[ext]
-        body = await run_in_threadpool(lambda: workspace.run_read_query(renderer.render(values), fmt))
-        return Response(body, media_type=media)
+
+        def run() -> tuple[bytes, float, float]:
+            started = time.perf_counter()
+            sql = renderer.render(values)
+            rendered = time.perf_counter()
+            return workspace.run_read_query(sql, fmt), rendered - started, time.perf_counter() - rendered
+
+        body, render_s, engine_s = await run_in_threadpool(run)
+        # what the server spent rendering and inside chDB, so a client can tell the server's own cost from the query's
+        timing = f"render;dur={render_s * 1000:.3f}, engine;dur={engine_s * 1000:.3f}"
+        return Response(body, media_type=media, headers={"Server-Timing": timing})
 
     async def explain(request: Request) -> Response:
         """The SQL an endpoint runs for these parameters, and ClickHouse's plan of it (admin token)."""
