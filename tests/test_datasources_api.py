@@ -98,7 +98,6 @@ def count(target, table: str, where: str = "1") -> int:
 API_ROLLUPS = [  # roll-up, its day, its request count, its latency sum (None: it keeps none), the raw rows it counts
     ("api_logs_daily_tenants_mv", "day", "requests", "response_time_sum", "1"),
     ("api_logs_daily_endpoints_mv", "day", "requests", "response_time_sum", "1"),
-    ("api_logs_hourly_mv", "toDate(hour)", "requests", "response_time_sum", "1"),
     ("api_logs_daily_errors_mv", "day", "errors", None, "status_code >= 400"),
 ]
 

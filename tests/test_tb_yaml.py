@@ -10,7 +10,7 @@ import oracle
 import pytest
 import yaml
 from conftest import TESTS_DIR
-from matching import assert_rows_match
+from matching import assert_rows_match, without_percentiles
 
 ROWS = cases.load_rows()
 YAML_FILES = sorted(TESTS_DIR.glob("*.yaml"))
@@ -29,8 +29,12 @@ def test_every_endpoint_has_tb_test_cases():
 def test_yaml_case_is_right_and_still_holds(target, endpoint, case):
     assert set(case) == {"name", "description", "parameters", "expected_result", "expected_http_status"}
     params = dict(parse_qsl(case["parameters"], keep_blank_values=True))
-    expected = parse(case["expected_result"])
-    assert_rows_match(expected, oracle.expected(endpoint, params, ROWS))
+    expected, truth = parse(case["expected_result"]), oracle.expected(endpoint, params, ROWS)
+    assert_rows_match(expected, truth)
     response = target.pipe(endpoint, params, fmt="ndjson")
     assert response.status_code == case["expected_http_status"]
-    assert_rows_match(parse(response.text), expected)
+    served = parse(response.text)
+    assert_rows_match(served, truth)
+    # a t-digest state depends on the order in which the roll-up's parts were merged, so the golden file's
+    # percentiles are one valid answer among those in the contract's band (checked just above), not the only one
+    assert_rows_match(without_percentiles(served), without_percentiles(expected))
