@@ -113,14 +113,6 @@ def assert_rollups_agree(target) -> None:
             f"FROM {rollup} GROUP BY day, tenant_id) GROUP BY day, tenant_id HAVING n != 0 OR t != 0"
         )
         assert api == [], f"{rollup} disagrees with api_logs: {api[:5]}"
-    days = target.sql(
-        "SELECT tenant_id, region, user_id, r.d, m.d FROM (SELECT tenant_id, region, user_id, "
-        "arraySort(groupUniqArray(toDate(timestamp))) AS d FROM api_logs GROUP BY tenant_id, region, user_id) AS r "
-        "FULL OUTER JOIN (SELECT tenant_id, region, user_id, arraySort(groupUniqArrayArray(days)) AS d "
-        "FROM api_logs_user_days_mv GROUP BY tenant_id, region, user_id) AS m USING (tenant_id, region, user_id) "
-        "WHERE r.d != m.d"
-    )
-    assert days == [], f"api_logs_user_days_mv disagrees with api_logs: {days[:5]}"
     users = target.sql(
         "SELECT r.day, r.u, m.u FROM (SELECT toDate(timestamp) AS day, uniqExact(user_id) AS u FROM events "
         "GROUP BY day) AS r FULL OUTER JOIN (SELECT day, uniqExactMerge(users) AS u FROM events_daily_users_mv "
