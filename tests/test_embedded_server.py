@@ -114,6 +114,33 @@ def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, row,
     assert column in stored["c__error"][0]
 
 
+def test_a_line_that_is_not_utf8_or_not_json_is_quarantined_and_blank_lines_are_skipped(tmp_path, start_server):
+    _, target = start_server(slice_project(tmp_path / "project"))
+    good = [json.dumps(event(event_id=f"e{i}", user_id="u1")).encode() for i in range(3)]
+    body = (
+        b"\n\n"
+        + good[0]
+        + b"\r\n"
+        + b'{"event_id": "\xff\xfe"}'
+        + b"\n  \n"
+        + good[1]
+        + b"\nnot json\n"
+        + good[2]
+        + b"\n"
+    )
+    response = target.http.post(
+        target.url("/v0/events"), params={"name": "events", "wait": "true"}, data=body, headers=target.auth()
+    )
+    assert response.json() == {"successful_rows": 3, "quarantined_rows": 2}
+    assert [r["event_id"] for r in target.sql("SELECT event_id FROM events ORDER BY event_id")] == ["e0", "e1", "e2"]
+    errors = {r["c__error"][0] for r in target.sql("SELECT c__error FROM events_quarantine")}
+    # each line as sent, without its newline; bytes that are not UTF-8 shown as U+FFFD
+    assert "invalid JSON object: not json" in errors and len(errors) == 2
+    assert {e for e in errors if e.startswith('invalid JSON object: {"event_id": "\ufffd')} == errors - {
+        "invalid JSON object: not json"
+    }
+
+
 def test_unknown_datasource_and_oversized_bodies_are_refused(tmp_path, start_server):
     _, target = start_server(slice_project(tmp_path / "project"))
     assert target.send("nope", ["{}"]).status_code == 404

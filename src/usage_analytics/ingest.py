@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from isal import igzip
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -122,7 +123,7 @@ class EventsClient:
         self.http = session(retries, backoff, pool=max(concurrency, 2))
 
     def _post(self, datasource: str, batch: list[bytes]) -> dict:
-        body = gzip.compress(b"\n".join(batch), compresslevel=1)
+        body = igzip.compress(b"\n".join(batch), compresslevel=1)
         response = self.http.post(
             f"{self.host}/v0/events",
             params={"name": datasource, "wait": "true"},

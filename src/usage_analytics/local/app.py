@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import time
 import zlib
@@ -11,6 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
+from isal import igzip, isal_zlib
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -52,10 +52,10 @@ async def _body(request: Request) -> bytes:
     encoding = request.headers.get("content-encoding", "").lower()
     try:
         if encoding == "gzip":
-            body = gzip.decompress(body)
+            body = igzip.decompress(body)
         elif encoding == "deflate":
-            body = zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
+            body = isal_zlib.decompress(body)
+    except (OSError, zlib.error, isal_zlib.error, EOFError):
         raise bad_request(f"Request body is not valid {encoding} data") from None
     if len(body) > MAX_EVENTS_BODY:
         raise RequestError(413, f"Request body of {len(body)} bytes exceeds the 10 MB limit of the Events API")

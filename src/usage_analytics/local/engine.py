@@ -70,6 +70,10 @@ class Engine:
             sess.query("SET session_timezone = 'UTC'")
             if readonly:
                 sess.query("SET readonly = 2")
+            else:
+                # an insert feeds every materialized view of its table: in parallel, not one after another
+                # (18% less time per batch with the four api_logs roll-ups, BENCHMARKS.md)
+                sess.query("SET parallel_view_processing = 1")
             setattr(self._local, attr, sess)
             with self._sessions_lock:
                 self._sessions.append(sess)

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import pyarrow as pa
 
 from . import ddl
@@ -162,8 +163,9 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
         + ", "
         + ", ".join(per_column)
         + f", {all_ok} AS row_ok"
-        # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable
-        + " FROM (SELECT i, assumeNotNull(raw) AS line FROM Python(_tb_ingest_batch))"
+        # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable; a line
+        # cut from an NDJSON body keeps its newline (and blank lines after it), which the quarantine should not
+        + " FROM (SELECT i, trim(BOTH ' \\t\\r\\n' FROM assumeNotNull(raw)) AS line FROM Python(_tb_ingest_batch))"
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
@@ -176,12 +178,39 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
         f"if(is_object, arrayFilter(x -> x != '', [{columns}]), []) AS c__error_column, "
         f"if(is_object, arrayFilter(x -> x != '', [{errors}]), "
         "[concat('invalid JSON object: ', substring(line, 1, 200))]) AS c__error "
-        "FROM {staged} WHERE NOT row_ok ORDER BY i"
+        "FROM {staged} WHERE NOT row_ok ORDER BY i "
+        # bytes that are not UTF-8 come back as U+FFFD, so the quarantine (and its JSON) stays readable
+        "SETTINGS output_format_json_validate_utf8 = 1"
     )
     return stage, insert, rejected
 
 
-def split_lines(body: bytes) -> list[bytes]:
+_WHITESPACE = np.array([0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C], dtype=np.uint8)
+
+
+def ndjson_lines(body: bytes) -> pa.Array:
+    """The non-blank lines of an NDJSON body as one Arrow string array over the body's own bytes: no line is
+    copied or decoded in Python. Each line keeps its newline and any blank lines after it, which JSON reads as
+    whitespace; bytes that are not UTF-8 reach ClickHouse as they are, and their line goes to quarantine."""
+    data = np.frombuffer(body, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(data == 0x0A) + 1))
+    ends = np.append(starts[1:], len(data))
+    content = np.concatenate(([0], np.cumsum(~np.isin(data, _WHITESPACE))))  # non-blank bytes before each offset
+    kept = starts[content[ends] > content[starts]]
+    if not len(kept):
+        return pa.array([], pa.string())
+    offsets = np.append(kept, len(data)).astype(np.int64)
+    offsets[0] = 0
+    return pa.LargeStringArray.from_buffers(len(kept), pa.py_buffer(offsets), pa.py_buffer(body))
+
+
+def _unchecked_strings(lines: list[bytes]) -> pa.Array:
+    """The lines as Arrow strings without a UTF-8 check (as ndjson_lines): ClickHouse judges each line."""
+    binary = pa.array(lines, pa.large_binary())
+    return pa.LargeStringArray.from_buffers(len(binary), binary.buffers()[1], binary.buffers()[2])
+
+
+def split_lines(body: bytes) -> pa.Array | list[bytes]:
     """The rows of an Events API body: NDJSON, or one JSON array of objects, or one (pretty-printed) object."""
     head = body.lstrip()[:1]
     if head in (b"[", b"{"):
@@ -193,11 +222,15 @@ def split_lines(body: bytes) -> list[bytes]:
             return [json.dumps(item, ensure_ascii=False).encode() for item in document]
         if isinstance(document, dict):
             return [json.dumps(document, ensure_ascii=False).encode()]
-    return [line for line in body.split(b"\n") if line.strip()]
+    return ndjson_lines(body)
 
 
 def ingest_lines(
-    engine: Engine, ds: Datasource, lines: list[bytes], into: str | None = None, import_id: str | None = None
+    engine: Engine,
+    ds: Datasource,
+    lines: pa.Array | list[bytes],
+    into: str | None = None,
+    import_id: str | None = None,
 ) -> IngestResult:
     """Insert every line that fits `ds` (into its table, or the table `into`); quarantine the others.
 
@@ -207,8 +240,11 @@ def ingest_lines(
     if not lines:
         return IngestResult(0, 0, import_id)
     stage, insert, rejected = _statements(ds)
+    raw = (
+        lines if isinstance(lines, pa.Array) else pa.array(lines, pa.large_binary()).cast(pa.large_string(), safe=False)
+    )
     _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
-        {"i": pa.array(range(len(lines)), pa.uint32()), "raw": pa.array(lines, pa.string())}
+        {"i": pa.array(range(len(lines)), pa.uint32()), "raw": raw}
     )
     # Parse once into a session-local table; both the rejected rows and the insert read it.
     staged = f"_tb_ingest_{uuid.uuid4().hex}"
