@@ -394,3 +394,14 @@ def test_backpressure_answers_429_and_a_retrying_client_still_lands_every_row_on
 def test_cli_starts_with_a_backpressure_option():
     result = run_cli(None, "local", "--max-pending-ingests", "0")
     assert result.returncode != 0 and "max-pending-ingests" in result.stderr
+
+
+def test_a_file_line_that_is_not_utf8_goes_to_quarantine_and_the_rest_lands(server):
+    rows = [api_row(i, tenant="tenant_utf8") for i in range(3)]
+    content = ndjson(rows[:2]) + b'\n{"request_id": "bad-\xff"}\n' + ndjson(rows[2:])
+    answer = post_file(server, {"name": "api_logs", "mode": "append"}, "ndjson", "u.ndjson", content)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["statistics"]["row_count"], answer.json()["quarantine_rows"]) == (3, 1)
+    assert count(server, "api_logs", "tenant_id = 'tenant_utf8'") == 3
+    bad = 'arrayExists(e -> startsWith(e, \'invalid JSON object: {"request_id": "bad-\'), c__error)'
+    assert count(server, "api_logs_quarantine", bad) == 1

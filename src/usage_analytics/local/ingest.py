@@ -240,9 +240,7 @@ def ingest_lines(
     if not lines:
         return IngestResult(0, 0, import_id)
     stage, insert, rejected = _statements(ds)
-    raw = (
-        lines if isinstance(lines, pa.Array) else pa.array(lines, pa.large_binary()).cast(pa.large_string(), safe=False)
-    )
+    raw = lines if isinstance(lines, pa.Array) else _unchecked_strings(lines)
     _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
         {"i": pa.array(range(len(lines)), pa.uint32()), "raw": raw}
     )
