@@ -259,10 +259,6 @@ class EndpointCaller:
         self.engine_ms.append(float(timings["engine"]))
 
 
-def endpoint_caller(server: RunningServer, name: str) -> EndpointCaller:
-    return EndpointCaller(server, name)
-
-
 def sql_caller(server: RunningServer, to_sql):
     http = requests.Session()
     headers = {"Authorization": f"Bearer {server.token}"}

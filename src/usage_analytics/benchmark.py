@@ -194,11 +194,11 @@ def run(scale: str, quick: bool, cache: Path, peers: bool = True) -> dict:
         sqls, answers = {}, {}
         try:
             for name, param_sets in mix.items():
-                caller = bench.endpoint_caller(server, name)
+                caller = bench.EndpointCaller(server, name)
                 one = bench.time_calls(caller, param_sets, profile["rounds"])
                 inside = caller.engine_ms[len(param_sets) :]  # the timed calls, after the warm-up pass
                 busy = bench.time_calls_concurrently(
-                    lambda name=name: bench.endpoint_caller(server, name),
+                    lambda name=name: bench.EndpointCaller(server, name),
                     param_sets,
                     profile["busy_rounds"],
                     profile["clients"],
