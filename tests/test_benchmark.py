@@ -59,6 +59,7 @@ def test_startup_ingest_and_reports(quick_run):
         and results["ingest"]["client"]["failed"] == 0
     )
     assert results["ingest"]["ratio_client_to_raw"] > 0 and results["ingest"]["ratio_client_to_chdb_with_views"] > 0
+    assert len(results["ingest"]["rounds"]) == results["profile"]["ingest_rounds"]
     # the with-views baseline feeds every api_logs roll-up, as the server does
     feeding = [p for p in (ROOT / "pipes").glob("*.pipe") if re.search(r"\bFROM api_logs\b", p.read_text())]
     assert results["ingest"]["chdb_with_views"]["materialized_views"] == len(feeding) > 0
