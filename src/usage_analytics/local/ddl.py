@@ -86,4 +86,5 @@ def create_materialized_view(pipe: str, node: str, target: str, select_sql: str)
 def signature(ds: Datasource) -> dict:
     """What must match for a table to keep serving a datasource unchanged."""
     wanted = {"columns": [column_sql(c) for c in ds.columns], "engine": engine_sql(ds)}
-    return {**wanted, "indexes": list(ds.indexes)} if ds.indexes else wanted  # as before for a table without
+    # indexes only when there are some: a table stored before INDEXES were read keeps matching its signature
+    return {**wanted, "indexes": list(ds.indexes)} if ds.indexes else wanted
