@@ -198,7 +198,7 @@ def ndjson_lines(body: bytes) -> pa.Array:
     content = np.concatenate(([0], np.cumsum(~np.isin(data, _WHITESPACE))))  # non-blank bytes before each offset
     kept = starts[content[ends] > content[starts]]
     if not len(kept):
-        return pa.array([], pa.string())
+        return pa.array([], pa.large_string())
     offsets = np.append(kept, len(data)).astype(np.int64)
     offsets[0] = 0
     return pa.LargeStringArray.from_buffers(len(kept), pa.py_buffer(offsets), pa.py_buffer(body))
