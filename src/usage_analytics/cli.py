@@ -13,6 +13,8 @@ import click
 import requests
 from dotenv import load_dotenv
 
+from .local.settings import DEFAULTS, ServerSettings
+
 DEFAULT_HOST = "http://127.0.0.1:7181"
 
 
@@ -34,26 +36,82 @@ def main() -> None:
 @click.option("--fsync", is_flag=True, help="fsync every insert, so acknowledged rows survive power loss too.")
 @click.option(
     "--max-pending-ingests",
-    default=16,
+    default=DEFAULTS.max_pending_ingests,
     show_default=True,
     type=click.IntRange(min=1),
     help="Events API requests per datasource, running or waiting, before further ones get a 429 (backpressure).",
 )
-def local(project_dir: Path, data_dir: Path, host: str, port: int, fsync: bool, max_pending_ingests: int) -> None:
+@click.option(
+    "--max-events-body",
+    default=DEFAULTS.max_events_body,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes of one /v0/events request, sent and inflated (413 beyond).",
+)
+@click.option(
+    "--max-import-bytes",
+    default=DEFAULTS.max_import_bytes,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes of one Data Sources API file once inflated (413 beyond); it is streamed, never held whole.",
+)
+@click.option(
+    "--query-timeout",
+    default=DEFAULTS.max_execution_time,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds any query a request runs may take (TIMEOUT_EXCEEDED beyond, as Tinybird).",
+)
+@click.option(
+    "--query-memory",
+    default=DEFAULTS.max_memory_usage,
+    show_default=True,
+    type=click.IntRange(min=1024 * 1024),
+    help="Bytes of memory any query a request runs may use (MEMORY_LIMIT_EXCEEDED beyond).",
+)
+@click.option(
+    "--max-result-bytes",
+    default=DEFAULTS.max_result_bytes,
+    show_default=True,
+    type=click.IntRange(min=1024),
+    help="Bytes of one endpoint or /v0/sql answer.",
+)
+@click.option(
+    "--expose-tokens/--no-expose-tokens",
+    default=None,
+    help="Answer GET /tokens (the admin tokens, as Tinybird Local does) to anyone. "
+    "Default: only when --host is a loopback address.",
+)
+def local(
+    project_dir: Path,
+    data_dir: Path,
+    host: str,
+    port: int,
+    fsync: bool,
+    max_pending_ingests: int,
+    max_events_body: int,
+    max_import_bytes: int,
+    query_timeout: float,
+    query_memory: int,
+    max_result_bytes: int,
+    expose_tokens: bool | None,
+) -> None:
     """Serve the project's datasources and endpoints with Tinybird's API, on chDB (no Docker)."""
     from .local import BuildError, ProjectError, serve
     from .local.engine import DataDirLocked, EngineError
 
+    settings = ServerSettings(
+        fsync=fsync,
+        max_pending_ingests=max_pending_ingests,
+        max_events_body=max_events_body,
+        max_import_bytes=max_import_bytes,
+        max_execution_time=query_timeout,
+        max_memory_usage=query_memory,
+        max_result_bytes=max_result_bytes,
+        expose_tokens=expose_tokens,
+    )
     try:
-        serve(
-            project_dir,
-            data_dir,
-            host,
-            port,
-            echo=lambda line: click.echo(line, err=False),
-            fsync=fsync,
-            max_pending_ingests=max_pending_ingests,
-        )
+        serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False), settings=settings)
     except (ProjectError, BuildError, DataDirLocked) as exc:
         _fail(str(exc))
     except EngineError as exc:

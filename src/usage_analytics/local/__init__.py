@@ -1,8 +1,24 @@
-"""An embedded Tinybird-compatible server on chDB: serves any Tinybird project folder, unchanged."""
+"""An embedded Tinybird-compatible server on chDB: serves any Tinybird project folder, unchanged.
 
-from .app import build_app
-from .project import Project, ProjectError, load_project
-from .server import serve
-from .workspace import BuildError, Workspace
+The names below load on first use, so importing a light module of the package (`local.settings`, as the CLI
+does for its defaults) does not load chDB.
+"""
 
-__all__ = ["BuildError", "Project", "ProjectError", "Workspace", "build_app", "load_project", "serve"]
+from importlib import import_module
+
+_EXPORTS = {
+    "build_app": ".app",
+    "Project": ".project",
+    "ProjectError": ".project",
+    "load_project": ".project",
+    "serve": ".server",
+    "BuildError": ".workspace",
+    "Workspace": ".workspace",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name], __name__), name)

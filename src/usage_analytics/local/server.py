@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 import uvicorn
 
 from .app import build_app
-from .workspace import DEFAULT_MAX_PENDING_INGESTS, Workspace
+from .settings import DEFAULTS, ServerSettings
+from .workspace import Workspace
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -50,11 +51,10 @@ def serve(
     host: str,
     port: int,
     echo: Callable[[str], None] = print,
-    fsync: bool = False,
-    max_pending_ingests: int = DEFAULT_MAX_PENDING_INGESTS,
+    settings: ServerSettings = DEFAULTS,
 ) -> None:
     started = time.perf_counter()
-    workspace = Workspace(project_dir, data_dir, fsync=fsync, max_pending_ingests=max_pending_ingests)
+    workspace = Workspace(project_dir, data_dir, settings)
     try:
         for line in workspace.build().lines:
             echo(f"  {line}")

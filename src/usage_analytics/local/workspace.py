@@ -27,12 +27,10 @@ from .engine import DATABASE, Engine, EngineError
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer, RequestError, bad_request
 from .project import Datasource, Node, Pipe, Project, load_project
+from .settings import DEFAULTS, ServerSettings
 
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
-
-
-DEFAULT_MAX_PENDING_INGESTS = 16  # Events API requests per datasource, running or waiting, before a 429
 
 
 class BuildError(Exception):
@@ -139,15 +137,8 @@ class BuildReport:
 
 
 class Workspace:
-    def __init__(
-        self,
-        project_dir: Path,
-        data_dir: Path,
-        fsync: bool = False,
-        max_pending_ingests: int = DEFAULT_MAX_PENDING_INGESTS,
-    ):
-        self.fsync = fsync  # survive power loss too: fsync every inserted part and its directory
-        self.max_pending_ingests = max_pending_ingests
+    def __init__(self, project_dir: Path, data_dir: Path, settings: ServerSettings = DEFAULTS):
+        self.settings = settings
         self._gates: dict[str, DatasourceGate] = {}
         self._gates_lock = threading.Lock()
         self.jobs: OrderedDict[str, ImportResult] = OrderedDict()  # the latest jobs, for /v0/jobs/<id>
@@ -255,7 +246,7 @@ class Workspace:
                 self.engine.query(f"ALTER TABLE {table} MATERIALIZE INDEX `{ddl.index_name(index)}`")
 
     def _apply_fsync(self, project: Project) -> None:
-        value = int(self.fsync)
+        value = int(self.settings.fsync)
         for name, ds in project.datasources.items():
             if "MergeTree" in ds.engine:
                 self.engine.query(
@@ -308,7 +299,7 @@ class Workspace:
     def gate(self, ds: Datasource) -> DatasourceGate:
         with self._gates_lock:
             if ds.name not in self._gates:
-                self._gates[ds.name] = DatasourceGate(ds.name, self.max_pending_ingests)
+                self._gates[ds.name] = DatasourceGate(ds.name, self.settings.max_pending_ingests)
             return self._gates[ds.name]
 
     def ingest(self, ds: Datasource, body: bytes) -> IngestResult:

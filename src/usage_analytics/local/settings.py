@@ -1,0 +1,40 @@
+"""The server's defaults and limits, each written once: the CLI's flags, the Workspace and the routes read them.
+
+Every request is bounded (DESIGN.md, security): bodies before and after inflating, line length, parameter size,
+query time, memory and result size, cache bytes. Where Tinybird documents a limit, its value is the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    # durability and backpressure
+    fsync: bool = False  # fsync every inserted part and its directory (survive power loss)
+    max_pending_ingests: int = 16  # Events API requests per datasource, running or waiting, before a 429
+
+    # request bodies: Tinybird's Events API takes up to 10 MB per request (Free plan; 413 beyond)
+    max_events_body: int = 10 * MiB  # per /v0/events request, checked on the bytes sent and on the inflated bytes
+    max_import_bytes: int = 1024 * MiB  # a Data Sources API file (inflated), streamed in bounded memory
+    max_line_bytes: int = 10 * MiB  # one NDJSON line or CSV row: longer ones are quarantined, never buffered whole
+    max_url_bytes: int = 8 * 1024  # path and query string of a request: 414 beyond, as Tinybird answers
+    max_form_body: int = 1 * MiB  # a JSON or form body of pipe parameters, or a /v0/sql query
+    max_param_bytes: int = 64 * 1024  # one parameter value, from the URL or a POST body
+
+    # queries: Tinybird stops a query at 10 s (TIMEOUT_EXCEEDED) and bounds its memory (MEMORY_LIMIT_EXCEEDED)
+    max_execution_time: float = 10.0  # seconds, every query a request runs
+    max_memory_usage: int = 4096 * MiB  # bytes per query
+    max_result_bytes: int = 100 * MiB  # bytes of one answer (endpoints and /v0/sql)
+
+    # caches, bounded in bytes
+    render_cache_bytes: int = 32 * MiB  # rendered SQL of endpoints, all pipes together
+
+    # exposure
+    expose_tokens: bool | None = None  # GET /tokens: None = only when bound to a loopback address
+
+
+DEFAULTS = ServerSettings()
