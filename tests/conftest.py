@@ -90,11 +90,19 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 if requests.get(f"{base}/v0/health", timeout=1).status_code == 200:
-                    return Target(base, requests.get(f"{base}/tokens", timeout=5).json()["admin_token"])
+                    return Target(base, self.admin_token(base))
             except requests.ConnectionError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server not healthy after {timeout}s:\n{self.output()}")
+
+    def admin_token(self, base: str) -> str:
+        """From `GET /tokens`, as the `tb` CLI asks Tinybird Local; from the data dir when the server refuses it
+        (it listens beyond loopback)."""
+        answer = requests.get(f"{base}/tokens", timeout=5)
+        if answer.status_code == 200:
+            return answer.json()["admin_token"]
+        return json.loads((self.data_dir / "tokens.json").read_text())["admin_token"]
 
     def output(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs
 
-import requests
 from isal import igzip, isal_zlib
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import formats
+from . import formats, remote
 from .auth import Token
 from .engine import EngineError
 from .openapi import document as openapi_document
@@ -61,27 +59,6 @@ async def _body(request: Request) -> bytes:
     return body
 
 
-def _open_url(url: str, admin: bool):
-    """A file to import from `url=`: a local `file://` path (admin tokens only) or an http(s) URL."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if not admin:
-            raise RequestError(403, "Forbidden: only an admin token may import from a file:// URL")
-        path = Path(unquote(parsed.path))
-        if not path.is_file():
-            raise bad_request(f"url={url}: no such file on the server")
-        return open(path, "rb"), path.name
-    if parsed.scheme in ("http", "https"):
-        try:
-            response = requests.get(url, stream=True, timeout=30)
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            raise bad_request(f"url={url} could not be fetched: {exc}") from None
-        response.raw.decode_content = True
-        return response.raw, parsed.path
-    raise bad_request(f"url={url}: use a file:// path or an http(s):// URL")
-
-
 def build_app(workspace: Workspace) -> Starlette:
     def handler(fn: Callable[[Request], Awaitable[Response]]):
         async def wrapped(request: Request) -> Response:
@@ -102,6 +79,12 @@ def build_app(workspace: Workspace) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def local_tokens(request: Request) -> Response:
+        if workspace.settings.expose_tokens is False:
+            raise RequestError(
+                403,
+                "GET /tokens is off: the server listens beyond loopback, and this route gives anyone the admin "
+                "token; start it with --expose-tokens to allow it",
+            )
         return JSONResponse(workspace.tokens.local_tokens())
 
     async def list_tokens(request: Request) -> Response:
@@ -136,6 +119,8 @@ def build_app(workspace: Workspace) -> Starlette:
             workspace.tokens.require(token, "DATASOURCES:APPEND", ds.name)
         else:
             workspace.tokens.require_admin(token)  # replace: DATASOURCES:CREATE or ADMIN in Tinybird
+        if params.get("replace_condition") and mode != "replace":  # refused before any file is read or fetched
+            raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
         url, stream, source, field_name = params.get("url"), None, None, None
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form()
@@ -150,7 +135,7 @@ def build_app(workspace: Workspace) -> Starlette:
             elif body:  # the file itself as the body (curl --data-binary @file)
                 stream = io.BytesIO(body)
         if url:
-            stream, source = await run_in_threadpool(_open_url, str(url), token.admin)
+            stream, source = await run_in_threadpool(remote.open_url, str(url), token.admin, workspace)
         if stream is None:
             raise bad_request("Send the data as a file (multipart form), as the request body, or as url=")
         fmt = formats.detect_format(params.get("format"), field_name, source)
@@ -175,10 +160,12 @@ def build_app(workspace: Workspace) -> Starlette:
         return JSONResponse(result.as_json(str(request.base_url).rstrip("/")))
 
     async def job(request: Request) -> Response:
-        _token(request, workspace)
+        token = _token(request, workspace)
         found = workspace.jobs.get(request.path_params["id"])
         if found is None:
             raise RequestError(404, f"Job '{request.path_params['id']}' not found")
+        if not token.has_scope_on(found.datasource.name):  # a job is its datasource's: admin, or a scope on it
+            raise RequestError(403, f"Forbidden: token {token.name} has no scope on {found.datasource.name}")
         return JSONResponse(found.as_json(str(request.base_url).rstrip("/")))
 
     async def pipe_data(request: Request) -> Response:
@@ -226,14 +213,16 @@ def build_app(workspace: Workspace) -> Starlette:
         only = request.path_params.get("name")
         names = [only] if only else sorted(workspace.project.endpoints)
         if only:
+            workspace.tokens.require(token, "PIPES:READ", only)  # before the lookup: no hint whether it exists
             workspace.endpoint(only)
-            workspace.tokens.require(token, "PIPES:READ", only)
         readable = [n for n in names if token.allows("PIPES:READ", n)]
         base = str(request.base_url).rstrip("/")
         return JSONResponse(await run_in_threadpool(openapi_document, workspace, readable, base))
 
     async def list_pipes(request: Request) -> Response:
-        _token(request, workspace)
+        # only the pipes the token may read: "the pipes you have access to", as Tinybird lists them
+        # (https://www.tinybird.co/docs/forward/dev-reference/commands/tb-pipe)
+        token = _token(request, workspace)
         pipes = [
             {
                 "name": p.name,
@@ -242,6 +231,7 @@ def build_app(workspace: Workspace) -> Starlette:
                 "nodes": [n.name for n in p.nodes],
             }
             for p in workspace.project.pipes.values()
+            if token.allows("PIPES:READ", p.name)
         ]
         return JSONResponse({"pipes": pipes})
 
@@ -255,11 +245,15 @@ def build_app(workspace: Workspace) -> Starlette:
         return Response(body, media_type=_SQL_MEDIA.get(fmt, "text/plain; charset=utf-8"))
 
     async def list_datasources(request: Request) -> Response:
-        _token(request, workspace)
-        return JSONResponse({"datasources": await run_in_threadpool(workspace.datasources_info)})
+        # only the datasources the token may read (DATASOURCES:READ, or admin), as Tinybird lists them:
+        # https://docs.tinybird.co/api-reference/datasource-api
+        token = _token(request, workspace)
+        listed = await run_in_threadpool(workspace.datasources_info)
+        return JSONResponse({"datasources": [d for d in listed if token.allows("DATASOURCES:READ", d["name"])]})
 
     async def datasource_info(request: Request) -> Response:
-        _token(request, workspace)
+        token = _token(request, workspace)
+        workspace.tokens.require(token, "DATASOURCES:READ", request.path_params["name"])  # no hint whether it exists
         ds = workspace.datasource(request.path_params["name"])
         return JSONResponse(await run_in_threadpool(workspace.datasource_info, ds))
 

@@ -9,6 +9,7 @@ override whatever the caller passes, which is how a tenant's dashboard is kept t
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -36,6 +37,10 @@ class Token:
 
     def allows(self, scope: str, resource: str) -> bool:
         return self.admin or (scope, resource) in self.scopes
+
+    def has_scope_on(self, resource: str) -> bool:
+        """Any scope at all on `resource` (who may follow a job on a datasource), or admin."""
+        return self.admin or any(name == resource for _, name in self.scopes)
 
     def as_json(self) -> dict:
         scopes = [{"type": s, "resource": r} for s, r in sorted(self.scopes)]
@@ -138,16 +143,7 @@ class TokenStore:
             raise RequestError(403, f"Invalid token: {exc}") from None
         if claims.get("workspace_id") != self.workspace_id:
             raise RequestError(403, "Invalid token: the JWT is for another workspace")
-        token = Token(str(claims.get("name", "jwt")), value)
-        for scope in claims.get("scopes", []):
-            if scope.get("type") != "PIPES:READ" or not scope.get("resource"):
-                raise RequestError(403, "Invalid token: JWT scopes must be PIPES:READ with a resource")
-            token.scopes.add(("PIPES:READ", scope["resource"]))
-            fixed = scope.get("fixed_params") or {}
-            token.fixed_params[scope["resource"]] = {k: str(v) for k, v in fixed.items()}
-        rps = (claims.get("limits") or {}).get("rps")
-        token.rps = float(rps) if rps else None
-        return token
+        return _jwt_token(claims, value)
 
     @staticmethod
     def require(token: Token, scope: str, resource: str) -> None:
@@ -158,3 +154,39 @@ class TokenStore:
     def require_admin(token: Token) -> None:
         if not token.admin:
             raise RequestError(403, f"Forbidden: token {token.name} is not an admin token")
+
+
+_JSON_NAMES = {str: "string", list: "list", dict: "object", (int, float): "number"}
+
+
+def _claim(claims: dict, key: str, kind: type | tuple, default):
+    """A claim of the JSON type Tinybird's JWTs give it (null or absent: the default); any other type makes the
+    token invalid instead of failing the request."""
+    value = claims.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):  # JSON true is no number
+        raise RequestError(403, f"Invalid token: the JWT claim '{key}' must be a {_JSON_NAMES[kind]}")
+    return value
+
+
+def _jwt_token(claims: dict, value: str) -> Token:
+    """The Token a verified JWT's claims describe, as Tinybird reads them: `name`, `scopes` of PIPES:READ on a
+    `resource` with optional `fixed_params`, and `limits.rps`
+    (https://www.tinybird.co/docs/forward/administration/tokens/jwt)."""
+    token = Token(_claim(claims, "name", str, "jwt"), value)
+    for scope in _claim(claims, "scopes", list, []):
+        resource = _claim(scope, "resource", str, "") if isinstance(scope, dict) else ""
+        if not resource or scope.get("type") != "PIPES:READ":
+            raise RequestError(403, "Invalid token: JWT scopes must be PIPES:READ with a resource")
+        fixed = _claim(scope, "fixed_params", dict, {})
+        for name, param in fixed.items():
+            if not isinstance(param, (str, int, float, bool)):  # a value for a template parameter, never a structure
+                raise RequestError(403, f"Invalid token: fixed_params.{name} must be a string, number or boolean")
+        token.scopes.add(("PIPES:READ", resource))
+        token.fixed_params[resource] = {k: str(v) for k, v in fixed.items()}
+    rps = _claim(_claim(claims, "limits", dict, {}), "rps", (int, float), None)
+    if rps is not None and not 0 < rps < math.inf:  # Python's JSON reads NaN and Infinity too
+        raise RequestError(403, "Invalid token: the JWT claim 'rps' must be a positive number")
+    token.rps = float(rps) if rps is not None else None
+    return token

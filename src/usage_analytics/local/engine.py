@@ -11,16 +11,26 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
 from chdb import session as chdb_session
 
+from .settings import DEFAULTS, ServerSettings
+
 DATABASE = "tb"
+_CODE_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
 
 
 class EngineError(Exception):
     """A query ClickHouse refused; the message is ClickHouse's first line."""
+
+    @property
+    def code(self) -> str:
+        """ClickHouse's error name (`TIMEOUT_EXCEEDED`, `MEMORY_LIMIT_EXCEEDED`, ...), or '' when it gives none."""
+        match = _CODE_NAME.search(str(self))
+        return match.group(1) if match else ""
 
 
 class DataDirLocked(Exception):
@@ -36,7 +46,8 @@ def _first_line(exc: Exception) -> str:
 
 
 class Engine:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, settings: ServerSettings = DEFAULTS):
+        self.settings = settings
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
@@ -62,13 +73,22 @@ class Engine:
         return handle
 
     def _session(self, readonly: bool) -> chdb_session.Session:
-        """This thread's session; the read-only one runs with readonly=2, which no query can lift."""
+        """This thread's session; the read-only one runs with readonly=2, which no query can lift, and with the
+        time, memory and result limits of every query a request runs (a caller's SQL cannot change them: the
+        checker refuses those settings, as Tinybird does). A write is bounded in memory only: a large import or a
+        roll-up rebuild may take longer than a read is allowed to."""
         attr = "reader" if readonly else "writer"
         sess = getattr(self._local, attr, None)
         if sess is None:
+            limits = self.settings
             sess = chdb_session.Session(str(self.data_dir / "chdb"))
             sess.query("SET session_timezone = 'UTC'")
+            sess.query(f"SET max_memory_usage = {int(limits.max_memory_usage)}")
             if readonly:
+                sess.query(
+                    f"SET max_execution_time = {float(limits.max_execution_time)}, timeout_overflow_mode = 'throw', "
+                    f"max_result_bytes = {int(limits.max_result_bytes)}, result_overflow_mode = 'throw'"
+                )
                 sess.query("SET readonly = 2")
             else:
                 # an insert feeds every materialized view of its table: in parallel, not one after another
@@ -80,10 +100,22 @@ class Engine:
         return sess
 
     def query(self, sql: str, fmt: str = "JSONEachRow", params: dict | None = None, readonly: bool = False) -> bytes:
+        sess = self._session(readonly)
         try:
-            return self._session(readonly).query(sql, fmt, params=params or {}).bytes()
+            return sess.query(sql, fmt, params=params or {}).bytes()
         except Exception as exc:  # chDB raises bare RuntimeError/ChdbError
+            self._discard(sess, readonly)
             raise EngineError(_first_line(exc)) from None
+
+    def _discard(self, sess: chdb_session.Session, readonly: bool) -> None:
+        """A query that fails after its output began (a JSON header, then a row that does not parse) leaves that
+        output in the session, and chDB prepends it to the next answer: the thread gets a new session instead
+        (0.5 ms; the others are untouched)."""
+        setattr(self._local, "reader" if readonly else "writer", None)
+        with self._sessions_lock:
+            self._sessions.remove(sess)
+        with contextlib.suppress(Exception):
+            sess.close()
 
     def rows(self, sql: str, params: dict | None = None) -> list[dict]:
         out = self.query(sql, "JSONEachRow", params)

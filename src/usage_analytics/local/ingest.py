@@ -218,10 +218,12 @@ def split_lines(body: bytes) -> pa.Array | list[bytes]:
             document = json.loads(body)
         except (ValueError, RecursionError):
             document = None  # NDJSON (several documents), or broken lines that quarantine one by one
+        # each row goes on as ASCII JSON, escapes kept: a lone UTF-16 surrogate (`\ud800`), which no UTF-8
+        # can hold, reaches ClickHouse as the escape it was, and quarantines its row as it would on an NDJSON line
         if isinstance(document, list):
-            return [json.dumps(item, ensure_ascii=False).encode() for item in document]
+            return [json.dumps(item).encode() for item in document]
         if isinstance(document, dict):
-            return [json.dumps(document, ensure_ascii=False).encode()]
+            return [json.dumps(document).encode()]
     return ndjson_lines(body)
 
 

@@ -18,22 +18,9 @@ from tinybird.sql_template import (
 )
 from tinybird.sql_toolset import replace_tables, sql_get_used_tables
 
+from .errors import RequestError, bad_request
 from .project import Node, Pipe
-
-
-class RequestError(Exception):
-    """A request Tinybird would refuse: HTTP status and a one-line message for `{"error": ...}`."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def bad_request(message: str) -> RequestError:
-    return RequestError(400, message)
-
+from .sqlcheck import refuse_file_output
 
 _INT_RANGES = {
     f"{sign}Int{bits}": ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if sign == "" else (0, 2**bits - 1))
@@ -207,6 +194,7 @@ class PipeRenderer:
         return sql
 
     def _resolve(self, sql: str, earlier: dict, values: dict[str, str]) -> str:
+        refuse_file_output(sql, f"pipe {self.pipe.name}")
         mapping = dict(earlier)
         try:
             used = sql_get_used_tables(sql, raising=True, table_functions=False)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
 
 import uvicorn
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import build_app
-from .settings import DEFAULTS, ServerSettings
+from .settings import DEFAULTS, MiB, ServerSettings
 from .workspace import Workspace
+
+_REQUEST_HEAD_BUFFER = 2 * MiB  # h11's default of 16 KB would drop a longer head without a JSON answer
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -31,6 +37,29 @@ class _AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._on_listening()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve to anything
+        return False
+
+
+def _bounded_headers(app: ASGIApp, limit: int) -> ASGIApp:
+    """Refuses a request whose headers add up to more than `limit` bytes (a JWT padded to a megabyte) with a
+    431 and Tinybird's JSON error. h11 reads request heads of up to _REQUEST_HEAD_BUFFER bytes so that they
+    reach this check; past that buffer it still answers a plain-text 400 and closes the connection."""
+
+    async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
+        size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+        if scope["type"] == "http" and size > limit:
+            message = f"Request headers of {size} bytes exceed the server's limit of {limit} bytes"
+            await JSONResponse({"error": message}, status_code=431)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return bounded
 
 
 def example_calls(workspace: Workspace, base: str) -> list[str]:
@@ -54,6 +83,8 @@ def serve(
     settings: ServerSettings = DEFAULTS,
 ) -> None:
     started = time.perf_counter()
+    if settings.expose_tokens is None:  # GET /tokens answers anyone who can connect: by default only on loopback
+        settings = replace(settings, expose_tokens=_is_loopback(host))
     workspace = Workspace(project_dir, data_dir, settings)
     try:
         for line in workspace.build().lines:
@@ -66,7 +97,14 @@ def serve(
             for line in example_calls(workspace, base):
                 echo(f"  {line}")
 
-        config = uvicorn.Config(build_app(workspace), host=host, port=port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            _bounded_headers(build_app(workspace), settings.max_header_bytes),
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            h11_max_incomplete_event_size=_REQUEST_HEAD_BUFFER,
+        )
         _AnnouncingServer(config, announce).run()
     finally:
         workspace.close()

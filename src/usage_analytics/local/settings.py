@@ -24,6 +24,11 @@ class ServerSettings:
     max_url_bytes: int = 8 * 1024  # path and query string of a request: 414 beyond, as Tinybird answers
     max_form_body: int = 1 * MiB  # a JSON or form body of pipe parameters, or a /v0/sql query
     max_param_bytes: int = 64 * 1024  # one parameter value, from the URL or a POST body
+    max_header_bytes: int = 64 * 1024  # all request headers together (a JWT included): 431 beyond
+
+    # url= downloads of the Data Sources API, bounded in bytes by max_import_bytes
+    fetch_timeout: float = 30.0  # seconds to connect, and between two reads
+    max_fetch_seconds: float = 600.0  # seconds for the whole download
 
     # queries: Tinybird stops a query at 10 s (TIMEOUT_EXCEEDED) and bounds its memory (MEMORY_LIMIT_EXCEEDED)
     max_execution_time: float = 10.0  # seconds, every query a request runs

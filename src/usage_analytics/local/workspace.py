@@ -21,12 +21,13 @@ from typing import BinaryIO
 
 from tinybird.sql_toolset import sql_get_used_tables
 
-from . import ddl, formats
+from . import ddl, formats, sqlcheck
 from .auth import TokenStore
 from .engine import DATABASE, Engine, EngineError
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer, RequestError, bad_request
 from .project import Datasource, Node, Pipe, Project, load_project
+from .rewrite import SnapshotLock, shadow_table, swap_in
 from .settings import DEFAULTS, ServerSettings
 
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
@@ -144,7 +145,8 @@ class Workspace:
         self.jobs: OrderedDict[str, ImportResult] = OrderedDict()  # the latest jobs, for /v0/jobs/<id>
         self.project_dir = Path(project_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
-        self.engine = Engine(self.data_dir)
+        self.engine = Engine(self.data_dir, settings)
+        self.snapshot = SnapshotLock()  # reads share it; a replace or delete swaps its tables in under it alone
         self.tokens = TokenStore(self.data_dir)
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
@@ -185,6 +187,11 @@ class Workspace:
             stored = self._stored_signatures()
             plan = self._plan(project, stored)
             report = BuildReport()
+            # a mutation that failed (left by an older version's DELETE) would block every later one on its table
+            self.engine.query(
+                "KILL MUTATION WHERE database = {db:String} AND NOT is_done AND latest_fail_reason != '' SYNC",
+                params={"db": DATABASE},
+            )
             self._drop_materialized_views()
             fresh = set()
             for name, action in plan.items():
@@ -331,33 +338,30 @@ class Workspace:
         """
         if mode not in ("append", "replace"):
             raise bad_request(f"Unknown mode '{mode}': use append or replace (datasources are created by a build)")
+        if condition and mode != "replace":
+            raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
+        if condition:
+            sqlcheck.check_condition(condition, ds.name, "replace_condition")
         result = ImportResult("replace" if mode == "replace" else "import", ds, condition=condition or None)
         view = formats.positional(ds) if fmt == "csv" else ds
         staging = self._staging_table(ds)
         try:
             for chunk in formats.chunks(fmt, stream, ds, dialect or {}):
-                done = ingest_lines(self.engine, view, chunk.lines, into=staging, import_id=result.id)
+                done = ingest_lines(self.engine, view, chunk.lines, into=ddl.table(staging), import_id=result.id)
                 if chunk.rejected:
                     quarantine_rows(self.engine, ds, chunk.rejected, result.id)
                 result.rows += done.successful_rows
                 result.quarantined += done.quarantined_rows + len(chunk.rejected)
                 result.bytes += sum(len(line) for line in chunk.lines)
-            if result.condition:
-                matching = self._check_condition(staging, result.condition, "replace_condition")
             with self.gate(ds).exclusive():
                 if mode == "append":
-                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging}")
-                    return self._remember(result)
-                if result.condition:
-                    self._delete_where(ds, result.condition)
-                    self.engine.query(
-                        f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging} WHERE ({result.condition})"
-                    )
-                    result.rows = matching  # the file's rows outside the condition are left out, as in Tinybird
+                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {ddl.table(staging)}")
+                elif result.condition:
+                    # the file's rows outside the condition are left out, as in Tinybird
+                    result.rows = self._count_where(staging, result.condition, "replace_condition")
+                    self._rewrite(ds, result.condition, add_from=staging)
                 else:
-                    self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
-                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {staging}")
-                self._rebuild_materializations(ds)
+                    swap_in(self.engine, self.snapshot, ds.name, staging, self._rollups_of(ds))
                 return self._remember(result)
         except BaseException:
             self.engine.query(
@@ -367,19 +371,17 @@ class Workspace:
             )
             raise
         finally:
-            self.engine.query(f"DROP TABLE IF EXISTS {staging}")
+            self.engine.query(f"DROP TABLE IF EXISTS {ddl.table(staging)}")
 
     def delete_rows(self, ds: Datasource, condition: str, dry_run: bool = False) -> ImportResult | int:
         """Delete the rows matching `condition` (or count them, on a dry run); roll-ups are rebuilt to match."""
         if not condition or not condition.strip():
             raise bad_request("The 'delete_condition' parameter is required: a SQL condition on the datasource")
-        matching = self._check_condition(ddl.table(ds.name), condition, "delete_condition")
+        sqlcheck.check_condition(condition, ds.name, "delete_condition")
         if dry_run:
-            return matching
+            return self._count_where(ds.name, condition, "delete_condition")
         with self.gate(ds).exclusive():
-            matching = self._check_condition(ddl.table(ds.name), condition, "delete_condition")
-            self._delete_where(ds, condition)
-            self._rebuild_materializations(ds)
+            matching = self._rewrite(ds, condition)
         return self._remember(ImportResult("delete_data", ds, rows=matching, condition=condition))
 
     def truncate(self, ds: Datasource) -> None:
@@ -389,22 +391,36 @@ class Workspace:
             self.engine.query(f"TRUNCATE TABLE IF EXISTS {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)}")
 
     def _staging_table(self, ds: Datasource) -> str:
-        staging = ddl.table(f"_tb_staging_{ds.name}_{uuid.uuid4().hex[:12]}")
-        self.engine.query(f"CREATE TABLE {staging} AS {ddl.table(ds.name)}")
+        staging = f"_tb_staging_{ds.name}_{uuid.uuid4().hex[:12]}"
+        self.engine.query(f"CREATE TABLE {ddl.table(staging)} AS {ddl.table(ds.name)}")
         return staging
 
-    def _check_condition(self, table: str, condition: str, parameter: str) -> int:
-        """Rows of `table` matching a caller's SQL condition, run read-only: a bad condition is a 400."""
-        if ";" in condition:
-            raise bad_request(f"{parameter} must be one SQL condition, without ';'")
+    def _count_where(self, table: str, condition: str, parameter: str) -> int:
+        """Rows of `table` matching a checked condition, run read-only over every row: a condition that fails
+        on any stored value is a 400 here, before anything changes."""
         try:
-            body = self.engine.query(f"SELECT count() AS n FROM {table} WHERE ({condition})", "JSON", readonly=True)
+            sql = f"SELECT count() AS n FROM {ddl.table(table)} WHERE ({condition})"
+            body = self.engine.query(sql, "JSON", readonly=True)
         except EngineError as exc:
             raise bad_request(f"Invalid {parameter} '{condition}': {exc}") from None
         return int(json.loads(body)["data"][0]["n"])
 
-    def _delete_where(self, ds: Datasource, condition: str) -> None:
-        self.engine.query(f"ALTER TABLE {ddl.table(ds.name)} DELETE WHERE ({condition}) SETTINGS mutations_sync = 2")
+    def _rewrite(self, ds: Datasource, condition: str, add_from: str | None = None) -> int:
+        """`ds` without the rows matching `condition` (plus those of `add_from` that match it), swapped in with
+        its roll-ups; the rows removed are counted. Callers hold the datasource's gate."""
+        parameter = "replace_condition" if add_from else "delete_condition"
+        matching = self._count_where(ds.name, condition, parameter)
+        shadow = shadow_table(self.engine, ds.name)
+        try:
+            kept = f"SELECT * FROM {ddl.table(ds.name)} WHERE NOT ifNull(({condition}), 0)"
+            self.engine.query(f"INSERT INTO {ddl.table(shadow)} {kept}")
+            if add_from:
+                added = f"SELECT * FROM {ddl.table(add_from)} WHERE ({condition})"
+                self.engine.query(f"INSERT INTO {ddl.table(shadow)} {added}")
+            swap_in(self.engine, self.snapshot, ds.name, shadow, self._rollups_of(ds))
+        finally:
+            self.engine.query(f"DROP TABLE IF EXISTS {ddl.table(shadow)}")
+        return matching
 
     def materializations_fed_by(self, ds: Datasource) -> list[tuple[Pipe, str]]:
         """The materialized pipes that read `ds`, each with its rendered SELECT."""
@@ -415,12 +431,8 @@ class Workspace:
                 fed.append((pipe, select))
         return fed
 
-    def _rebuild_materializations(self, ds: Datasource) -> None:
-        """Recompute every roll-up fed by `ds` from what `ds` now holds (callers hold its gate)."""
-        for pipe, select in self.materializations_fed_by(ds):
-            target = ddl.table(pipe.output_node.target)
-            self.engine.query(f"TRUNCATE TABLE {target}")
-            self.engine.query(f"INSERT INTO {target} {select}")
+    def _rollups_of(self, ds: Datasource) -> list[tuple[str, str]]:
+        return [(pipe.output_node.target, select) for pipe, select in self.materializations_fed_by(ds)]
 
     def _remember(self, result: ImportResult) -> ImportResult:
         self.jobs[result.id] = result
@@ -452,9 +464,10 @@ class Workspace:
 
     def run_read_query(self, sql: str, fmt: str) -> bytes:
         try:
-            return self.engine.query(sql, fmt, readonly=True)
+            with self.snapshot.read():
+                return self.engine.query(sql, fmt, readonly=True)
         except EngineError as exc:
-            raise bad_request(f"[Error] {exc}") from None
+            raise query_error(exc, self.settings) from None
 
     def sql_query(self, q: str) -> tuple[bytes, str]:
         """An ad-hoc read over datasources and pipes (`/v0/sql`); FORMAT at the end picks the output."""
@@ -466,8 +479,21 @@ class Workspace:
             fmt, q = match.group(1), q[: match.start()]
         if not _READ_STATEMENT.match(q):
             raise bad_request("Only SELECT queries are supported in /v0/sql")
+        sqlcheck.check_query(q, self._readable)
         select = PipeRenderer(_adhoc_pipe(q), self._resolve_table).render({})
         return self.run_read_query(select, fmt), fmt
+
+    def _readable(self, database: str, name: str) -> bool:
+        """What `/v0/sql` may read: the workspace's datasources, their quarantines and its pipes; and, since
+        the route is for admin tokens only, ClickHouse's `system` tables (Tinybird offers its own service
+        datasources there instead)."""
+        if database == "system":
+            return True
+        if database not in ("", DATABASE):
+            return False
+        return name.removesuffix(ddl.QUARANTINE_SUFFIX) in self.project.datasources or (
+            database == "" and name in self.project.pipes
+        )
 
     def close(self) -> None:
         self.engine.close()
@@ -476,3 +502,18 @@ class Workspace:
 def _adhoc_pipe(sql: str) -> Pipe:
     """A `/v0/sql` query as a one-node pipe, so it resolves datasources and pipes like any endpoint."""
     return Pipe(name="query", nodes=(Node(name="query", sql=sql),))
+
+
+def query_error(exc: EngineError, settings: ServerSettings) -> RequestError:
+    """A read that ClickHouse stopped, answered as Tinybird's Pipes and Query APIs do: a query over its time is a
+    408, one over its memory or result size a 400 (it must ask for less), the server itself out of memory a 503
+    (worth a retry); anything else is the query's fault, a 400. ClickHouse's error name stays in the message."""
+    if exc.code == "TIMEOUT_EXCEEDED":
+        return RequestError(408, f"[Error] The query exceeded the {settings.max_execution_time:g} s limit: {exc}")
+    if exc.code == "MEMORY_LIMIT_EXCEEDED" and "(total)" in str(exc):
+        return RequestError(503, f"[Error] The server is out of memory, retry later: {exc}", {"Retry-After": "1"})
+    if exc.code == "MEMORY_LIMIT_EXCEEDED":
+        return bad_request(f"[Error] The query exceeded the {settings.max_memory_usage} bytes memory limit: {exc}")
+    if exc.code == "TOO_MANY_ROWS_OR_BYTES":
+        return bad_request(f"[Error] The result exceeds {settings.max_result_bytes} bytes: add filters or a LIMIT")
+    return bad_request(f"[Error] {exc}")
