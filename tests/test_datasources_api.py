@@ -42,8 +42,13 @@ API_COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    process = ServerProcess(ROOT, tmp_path_factory.mktemp("dsapi") / "data")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("dsapi") / "data"
+
+
+@pytest.fixture(scope="module")
+def server(data_dir):
+    process = ServerProcess(ROOT, data_dir)
     target = process.start()
     yield target
     process.stop()
@@ -181,10 +186,12 @@ def test_csv_without_header_quarantines_bad_rows_and_lands_the_good_ones(server)
 
 
 @pytest.mark.deviation(
-    "looser", "url= also takes a file:// path on the server (admin tokens only); Tinybird fetches remote URLs only"
+    "looser",
+    "url= also takes a file:// path in the project folder or the data dir (admin tokens only); Tinybird fetches "
+    "remote URLs only",
 )
-def test_append_from_a_file_url_needs_an_admin_token(server, tmp_path):
-    path = tmp_path / "from_url.ndjson"
+def test_append_from_a_file_url_needs_an_admin_token(server, data_dir):
+    path = data_dir / "from_url.ndjson"  # file:// reaches only the project folder and the data dir
     path.write_bytes(ndjson([api_row(i, tenant="tenant_url") for i in range(4)]))
     answer = server.http.post(
         server.url("/v0/datasources"),
@@ -205,7 +212,7 @@ def test_append_from_a_file_url_needs_an_admin_token(server, tmp_path):
     assert refused.status_code == 403 and "file://" in refused.json()["error"]
     missing = server.http.post(
         server.url("/v0/datasources"),
-        params={"name": "api_logs", "url": (tmp_path / "nope.csv").as_uri()},
+        params={"name": "api_logs", "url": (data_dir / "nope.csv").as_uri()},
         headers=server.auth(),
     )
     assert missing.status_code == 400 and "no such file" in missing.json()["error"]

@@ -61,7 +61,7 @@ def test_forward_sdk_ingests_queries_appends_and_deletes(served, tmp_path):
         + "\n"
     )
     assert api.append_datasource("events", {"file": str(csv_file)})["statistics"]["row_count"] == 5
-    ndjson_file = tmp_path / "more.ndjson"
+    ndjson_file = tmp_path / "project/more.ndjson"  # file:// reaches only the project folder and the data dir
     ndjson_file.write_text("\n".join(json.dumps(event(event_id=f"url-{i}", feature="import")) for i in range(3)))
     assert api.append_datasource("events", {"url": ndjson_file.as_uri()})["statistics"]["row_count"] == 3
     assert api.query("feature_usage", {"feature": "import"})["data"][0]["usage_count"] == 8

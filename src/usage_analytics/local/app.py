@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
-from isal import igzip, isal_zlib
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import formats, remote
+from . import bodies, formats, remote
 from .auth import Token
 from .engine import EngineError
 from .openapi import document as openapi_document
@@ -22,7 +20,6 @@ from .pipes import RequestError, bad_request
 from .project import ProjectError
 from .workspace import BuildError, Workspace
 
-MAX_EVENTS_BODY = 10 * 1024 * 1024  # Tinybird's Events API limit per request
 _OUTPUT_FORMATS = {
     "json": ("JSON", "application/json"),
     "csv": ("CSVWithNames", "text/csv; charset=utf-8"),
@@ -41,28 +38,11 @@ def _token(request: Request, workspace: Workspace) -> Token:
     return workspace.tokens.authenticate(value)
 
 
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_EVENTS_BODY:
-        raise RequestError(413, f"Request body of {declared} bytes exceeds the 10 MB limit of the Events API")
-    body = await request.body()
-    encoding = request.headers.get("content-encoding", "").lower()
-    try:
-        if encoding == "gzip":
-            body = igzip.decompress(body)
-        elif encoding == "deflate":
-            body = isal_zlib.decompress(body)
-    except (OSError, isal_zlib.error, EOFError):
-        raise bad_request(f"Request body is not valid {encoding} data") from None
-    if len(body) > MAX_EVENTS_BODY:
-        raise RequestError(413, f"Request body of {len(body)} bytes exceeds the 10 MB limit of the Events API")
-    return body
-
-
 def build_app(workspace: Workspace) -> Starlette:
     def handler(fn: Callable[[Request], Awaitable[Response]]):
         async def wrapped(request: Request) -> Response:
             try:
+                bodies.check_url(request, workspace.settings.max_url_bytes)
                 return await fn(request)
             except RequestError as exc:
                 return error(exc.status, exc.message, exc.headers)
@@ -99,7 +79,7 @@ def build_app(workspace: Workspace) -> Starlette:
         token = _token(request, workspace)
         ds = workspace.datasource(request.query_params.get("name"))
         workspace.tokens.require(token, "DATASOURCES:APPEND", ds.name)
-        body = await _body(request)
+        body = await bodies.events_body(request, workspace.settings.max_events_body)
 
         def append():
             with workspace.gate(ds).append() as headers:
@@ -122,18 +102,27 @@ def build_app(workspace: Workspace) -> Starlette:
         if params.get("replace_condition") and mode != "replace":  # refused before any file is read or fetched
             raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
         url, stream, source, field_name = params.get("url"), None, None, None
+        limit, api = workspace.settings.max_import_bytes, "the Data Sources API"
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
+            form = await bodies.form(request, limit, api)
             url = url or form.get("url")
             upload = next(((k, v) for k, v in form.multi_items() if hasattr(v, "read")), None)
             if upload:
                 field_name, stream, source = upload[0], upload[1].file, upload[1].filename
         else:
-            body = await request.body()
-            if body.startswith(b"url="):  # a form with the URL (curl -d url=...)
-                url = url or parse_qs(body.decode("utf-8", "replace")).get("url", [""])[0]
-            elif body:  # the file itself as the body (curl --data-binary @file)
-                stream = io.BytesIO(body)
+            body = await bodies.spool(request, limit, api)
+            head = body.read(4)
+            body.seek(0)
+            if head == b"url=":  # a form with the URL (curl -d url=...)
+                text = body.read(workspace.settings.max_form_body + 1)
+                body.close()
+                if len(text) > workspace.settings.max_form_body:
+                    raise bodies.too_large(workspace.settings.max_form_body, "a form")
+                url = url or parse_qs(text.decode("utf-8", "replace")).get("url", [""])[0]
+            elif head:  # the file itself as the body (curl --data-binary @file)
+                stream = body
+            else:
+                body.close()
         if url:
             stream, source = await run_in_threadpool(remote.open_url, str(url), token.admin, workspace)
         if stream is None:
@@ -151,7 +140,7 @@ def build_app(workspace: Workspace) -> Starlette:
     async def delete_data(request: Request) -> Response:
         workspace.tokens.require_admin(_token(request, workspace))  # DATASOURCES:CREATE or ADMIN in Tinybird
         ds = workspace.datasource(request.path_params["name"])
-        form = await request.form()
+        form = await bodies.form(request, workspace.settings.max_form_body, "a form")
         condition = form.get("delete_condition") or request.query_params.get("delete_condition") or ""
         dry_run = str(form.get("dry_run") or request.query_params.get("dry_run") or "false").lower() == "true"
         result = await run_in_threadpool(workspace.delete_rows, ds, str(condition), dry_run)
@@ -177,13 +166,8 @@ def build_app(workspace: Workspace) -> Starlette:
         workspace.tokens.require(token, "PIPES:READ", name)
         values = {k: v for k, v in request.query_params.items() if k != "token"}
         if request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                payload = await request.json()
-            except ValueError:
-                payload = None
-            if not isinstance(payload, dict):
-                raise bad_request("A POST body must be a JSON object of parameters")
-            values.update({k: str(v) for k, v in payload.items()})
+            settings = workspace.settings
+            values.update(await bodies.json_parameters(request, settings.max_form_body, settings.max_param_bytes))
         values.update(token.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
         fmt, media = _OUTPUT_FORMATS[ext]
 
@@ -239,8 +223,12 @@ def build_app(workspace: Workspace) -> Starlette:
         workspace.tokens.require_admin(_token(request, workspace))
         q = request.query_params.get("q")
         if q is None and request.method == "POST":
-            form = await request.form()
-            q = form.get("q") or (await request.body()).decode("utf-8", "replace")
+            limit = workspace.settings.max_form_body
+            if bodies.is_form(request):
+                q = (await bodies.form(request, limit, "/v0/sql")).get("q")
+            else:
+                bodies.encoding(request)
+                q = (await bodies.read(request, limit, "/v0/sql")).decode("utf-8", "replace")
         body, fmt = await run_in_threadpool(workspace.sql_query, q or "")
         return Response(body, media_type=_SQL_MEDIA.get(fmt, "text/plain; charset=utf-8"))
 

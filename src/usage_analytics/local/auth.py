@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jwt
 
-from .pipes import RequestError
+from .errors import RequestError
 from .project import Project
 
 ADMIN_NAMES = ("admin_token", "user_token", "workspace_admin_token")

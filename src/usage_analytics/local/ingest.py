@@ -18,11 +18,28 @@ import pyarrow as pa
 
 from . import ddl
 from .engine import Engine
+from .errors import bad_request
 from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
 _NEVER_NULL = ("Array(", "Map(", "Tuple(")  # types ClickHouse cannot wrap in Nullable
 _NUMERIC = ("Int", "UInt", "Float", "Decimal", "Bool")
+# The date and time texts taken besides `YYYY-MM-DD HH:MM:SS` (which is parsed strictly, first): ISO 8601 with
+# `T`, fractions and `Z` or an offset, a bare date, Unix seconds. Best-effort parsing alone would read other
+# text into an instant never named (`0000-00-00` or `12:00` as this year's January 1st, `25:00` as the next day).
+_TIME_TEXT = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?( ?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?))?)?$"
+    r"|^[0-9]{9,10}$"
+)
+# Each type's first and last second (UTC); ClickHouse clamps an instant outside them to the nearest end.
+_TIME_RANGES = {
+    "DateTime": ("1970-01-01 00:00:00", "2106-02-07 06:28:15"),
+    "Date": ("1970-01-01 00:00:00", "2149-06-06 23:59:59"),
+    "Date32": ("1900-01-01 00:00:00", "2299-12-31 23:59:59"),
+    "DateTime64": ("1900-01-01 00:00:00", "2299-12-31 23:59:59"),
+}
+_NANOSECONDS_END = "2262-04-11 23:47:15"  # a DateTime64(9) counts nanoseconds in an Int64, which ends sooner
 
 
 @dataclass(frozen=True)
@@ -39,16 +56,35 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _path_args(col: Column) -> str:
-    """`$.a.b[0]` as JSONExtract arguments `'a', 'b', 1` (ClickHouse indexes arrays from 1)."""
-    path = col.jsonpath or f"$.{col.name}"
+def _pieces(col: Column) -> list[str]:
+    """`$.a.b[0]` as `['a', 'b[0]']`."""
+    return (col.jsonpath or f"$.{col.name}").removeprefix("$").strip(".").split(".")
+
+
+def _args(pieces: list[str]) -> str:
+    """`['a', 'b[0]']` as JSONExtract arguments `'a', 'b', 1` (ClickHouse indexes arrays from 1)."""
     parts = []
-    for piece in path.removeprefix("$").strip(".").split("."):
+    for piece in pieces:
         name = _INDEX.sub("", piece)
         if name:
             parts.append(_sql_str(name))
         parts.extend(str(int(i) + 1) for i in _INDEX.findall(piece))
     return ", ".join(parts)
+
+
+def _path_args(col: Column) -> str:
+    return _args(_pieces(col))
+
+
+def _objects(ds: Datasource) -> list[tuple[str, str]]:
+    """The JSON objects whose keys are read, as (the path that names a key in the quarantine, JSONExtract
+    arguments after `line`): the row itself and every object a jsonpath goes through."""
+    objects = {"": ""}
+    for col in ds.columns:
+        parents = _pieces(col)[:-1]
+        if parents:
+            objects.setdefault(", " + _args(parents), ".".join(parents) + ".")
+    return [(label, args) for args, label in objects.items()]
 
 
 def _base_type(sql_type: str) -> str:
@@ -58,18 +94,40 @@ def _base_type(sql_type: str) -> str:
     return sql_type
 
 
-def _parse_expr(col: Column, text: str, json_type: str, args: str) -> tuple[str, str]:
-    """(value expression, NULL when the text does not fit) and the JSON kinds a value may have."""
+def _time_range(col: Column) -> tuple[int, str, str] | None:
+    """A date or time column's precision and first and last second, or None for other columns."""
+    base = _base_type(col.type)
+    family = base.split("(")[0]
+    if family not in _TIME_RANGES:
+        return None
+    precision = int(base[len("DateTime64(") :].split(",")[0].rstrip(")") or 3) if family == "DateTime64" else 0
+    first, last = _TIME_RANGES[family]
+    return precision, first, _NANOSECONDS_END if precision == 9 else last
+
+
+def _time_parse(text: str, value: str, precision: int, first: str, last: str) -> tuple[str, str]:
+    parsed = (
+        f"if(match({text}, {_sql_str(_TIME_TEXT)}), parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC'), NULL)"
+    )
+    if precision <= 6:
+        # the main form by a strict parse, cheaper than the pattern; it refuses hour 25 or February 30th itself.
+        # It counts microseconds, which a finer precision could not convert past 2262.
+        strict = f"parseDateTime64OrNull({text}, '%Y-%m-%d %H:%i:%s', 'UTC')"
+        parsed = f"if(isNull({strict}), {parsed}, {strict})"
+    # parsed as DateTime64, which does not clamp, so a value outside the column type's range is seen
+    # (assumeNotNull: a NULL fails on its own, and the condition stays a plain UInt8)
+    value = f"assumeNotNull({value})"
+    end = f"addSeconds(toDateTime64('{last}', 0, 'UTC'), 1)"
+    return parsed, f"{value} >= toDateTime64('{first}', 0, 'UTC') AND {value} < {end}"
+
+
+def _parse_expr(col: Column, text: str, value: str, json_type: str, args: str) -> tuple[str, str]:
+    """(value expression, NULL when the text does not fit) and what else the JSON kind or the `value` must meet."""
     base = _base_type(col.type)
     if base == "String":
         return text, "1"
-    if base.startswith("DateTime64"):
-        precision = base[len("DateTime64(") :].split(",")[0].rstrip(")") or "3"
-        return f"parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC')", "1"
-    if base.startswith("DateTime"):
-        return f"parseDateTimeBestEffortOrNull({text}, 'UTC')", "1"
-    if base in ("Date", "Date32"):
-        return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
+    if (time_range := _time_range(col)) is not None:
+        return _time_parse(text, value, *time_range)
     if base.startswith(_NEVER_NULL):
         # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
@@ -132,7 +190,7 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
     else:
         present = f"({json_type} != 'Null')"
         text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
-    parsed, kind_ok = _parse_expr(col, f"x{i}", json_type, args)
+    parsed, kind_ok = _parse_expr(col, f"x{i}", f"v{i}", json_type, args)
     fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
@@ -140,25 +198,36 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
         value = f"CAST(if(p{i}, v{i}, NULL) AS {col.sql_type})"
     else:
         value = f"CAST(if(p{i}, assumeNotNull(v{i}), {fallback}) AS {col.sql_type})"
-    error = (
-        f"if(ok{i}, '', if(p{i}, concat('column {col.name}: value ', x{i}, ' is not a valid {col.type}'), "
-        f"'column {col.name}: missing value ({col.type}, not Nullable, no DEFAULT)'))"
-    )
+    reason = _sql_str(f" is not a valid {col.type}")
+    if (time_range := _time_range(col)) is not None:
+        _, first, last = time_range
+        outside = _sql_str(f" is outside the range of {col.type}, {first} to {last} UTC")
+        reason = f"if(v{i} IS NULL, {reason}, {outside})"
+    value_error = f"concat({_sql_str(f'column {col.name}: value ')}, x{i}, {reason})"
+    missing = _sql_str(f"column {col.name}: missing value ({col.type}, not Nullable, no DEFAULT)")
+    error = f"if(ok{i}, '', if(p{i}, {value_error}, {missing}))"
     return _ColumnSQL(present, text, parsed, ok, value, error)
 
 
 @lru_cache(maxsize=256)
 def _statements(ds: Datasource) -> tuple[str, str, str]:
-    """(stage the batch as parsed rows, insert the good ones, select the rejected ones), over `{staged}`."""
+    """(stage the batch as parsed rows, insert the good ones, quarantine the others), over `{staged}`."""
     document = _document_type(ds.columns)
     cols = [_column_sql(i, c, document is not None and _plain_keys(c) is not None) for i, c in enumerate(ds.columns)]
     per_column = []
     for i, c in enumerate(cols):
         per_column += [f"{c.present} AS p{i}", f"{c.text} AS x{i}", f"{c.parse} AS v{i}", f"{c.ok} AS ok{i}"]
-    all_ok = " AND ".join(["is_object"] + [f"ok{i}" for i in range(len(cols))])
+    all_ok = " AND ".join(["is_object", "unique_keys"] + [f"ok{i}" for i in range(len(cols))])
     parsed_document = f", JSONExtract(line, {_sql_str(document)}) AS doc" if document else ""
+    # A key given twice has no one value: ClickHouse reads the first, a JSON parser in Python the last.
+    objects = _objects(ds)
+    unique_keys = " AND ".join(
+        f"arrayUniq(JSONExtractKeys(line{args}) AS keys{j}) = length(keys{j})" for j, (_, args) in enumerate(objects)
+    )
     stage = (
-        "SELECT i, line, isValidJSON(line) AND JSONType(line) = 'Object' AS is_object"
+        # the row's keys (keys0) exist only for a valid JSON object, so only a line without any is parsed again
+        "SELECT i, line, notEmpty(keys0) OR JSONType(line) = 'Object' AS is_object"
+        + f", {unique_keys} AS unique_keys"
         + parsed_document
         + ", "
         + ", ".join(per_column)
@@ -170,19 +239,27 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
     insert = f"INSERT INTO {{target}} ({names}) SELECT {values} FROM {{staged}} WHERE row_ok"
-    raw_values = ", ".join(f"if(p{i}, x{i}, NULL) AS `{c.name}`" for i, c in enumerate(ds.columns))
-    errors = ", ".join(c.error for c in cols)
-    columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
-    rejected = (
-        f"SELECT i, {raw_values}, "
-        f"if(is_object, arrayFilter(x -> x != '', [{columns}]), []) AS c__error_column, "
-        f"if(is_object, arrayFilter(x -> x != '', [{errors}]), "
-        "[concat('invalid JSON object: ', substring(line, 1, 200))]) AS c__error "
-        "FROM {staged} WHERE NOT row_ok ORDER BY i "
-        # bytes that are not UTF-8 come back as U+FFFD, so the quarantine (and its JSON) stays readable
-        "SETTINGS output_format_json_validate_utf8 = 1"
+    # bytes that are not UTF-8 are stored as U+FFFD, so the quarantine (and any JSON of it) stays readable; only a
+    # line that is not JSON holds such bytes (or a character cut by `substring`): other texts are from valid JSON
+    raw_values = ", ".join(f"if(p{i}, toValidUTF8(x{i}), NULL)" for i in range(len(cols)))
+    repeated = ", ".join(
+        f"arrayMap(k -> concat({_sql_str(label)}, k), arrayDistinct(arrayFilter((k, n) -> indexOf(keys{j}, k) != n, "
+        f"JSONExtractKeys(line{args}) AS keys{j}, arrayEnumerate(keys{j}))))"
+        for j, (label, args) in enumerate(objects)
     )
-    return stage, insert, rejected
+    duplicated = f"if(unique_keys, '', concat('duplicated key ', arrayStringConcat(arrayConcat({repeated}), ', ')))"
+    errors = ", ".join([duplicated] + [c.error for c in cols])
+    columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
+    # the rejected rows go from the staged table to the quarantine inside ClickHouse, in the order they came (a
+    # Memory table keeps it), never through Python objects: those made a million rows cost a minute and gigabytes
+    quarantine = (
+        f"INSERT INTO {{quarantine}} ({names}, c__error_column, c__error, c__import_id, insertion_date) "
+        f"SELECT {raw_values}, if(is_object, arrayFilter(x -> x != '', [{columns}]), []), "
+        f"if(is_object, arrayFilter(x -> x != '', [{errors}]), "
+        "[toValidUTF8(concat('invalid JSON object: ', substring(line, 1, 200)))]), {import_id:String}, now() "
+        "FROM {staged} WHERE NOT row_ok"
+    )
+    return stage, insert, quarantine
 
 
 _WHITESPACE = np.array([0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C], dtype=np.uint8)
@@ -210,12 +287,29 @@ def _unchecked_strings(lines: list[bytes]) -> pa.Array:
     return pa.LargeStringArray.from_buffers(len(binary), binary.buffers()[1], binary.buffers()[2])
 
 
+class _RepeatedKeys(dict):
+    """A JSON object with a key given twice; written out again with every pair, so the ingest rules see it."""
+
+    def __init__(self, pairs: list[tuple]):
+        super().__init__(pairs)
+        self.pairs = pairs
+
+    def items(self):
+        return self.pairs
+
+
+def _json_object(pairs: list[tuple]) -> dict:
+    """json.loads would keep a repeated key's last value and drop the others without a word."""
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _RepeatedKeys(pairs)
+
+
 def split_lines(body: bytes) -> pa.Array | list[bytes]:
     """The rows of an Events API body: NDJSON, or one JSON array of objects, or one (pretty-printed) object."""
     head = body.lstrip()[:1]
     if head in (b"[", b"{"):
         try:
-            document = json.loads(body)
+            document = json.loads(body, object_pairs_hook=_json_object)
         except (ValueError, RecursionError):
             document = None  # NDJSON (several documents), or broken lines that quarantine one by one
         # each row goes on as ASCII JSON, escapes kept: a lone UTF-16 surrogate (`\ud800`), which no UTF-8
@@ -225,6 +319,17 @@ def split_lines(body: bytes) -> pa.Array | list[bytes]:
         if isinstance(document, dict):
             return [json.dumps(document).encode()]
     return ndjson_lines(body)
+
+
+def _check_takes_rows(ds: Datasource) -> None:
+    """An AggregateFunction column holds partial aggregation states, which only a materialization writes: no JSON
+    value is one, and ClickHouse could not even cast the batch (a 400 naming why, not a failed query)."""
+    states = [c.name for c in ds.columns if _base_type(c.type).startswith("AggregateFunction(")]
+    if states:
+        raise bad_request(
+            f"Data Source '{ds.name}' does not take rows: its AggregateFunction columns ({', '.join(states)}) hold "
+            "aggregation states that only its materialized pipe writes; send the rows to the datasource it reads"
+        )
 
 
 def ingest_lines(
@@ -238,28 +343,31 @@ def ingest_lines(
 
     Nothing is dropped: each line ends up either inserted or in `<ds>_quarantine` with its reasons.
     """
+    _check_takes_rows(ds)
     import_id = import_id or str(uuid.uuid4())
     if not lines:
         return IngestResult(0, 0, import_id)
-    stage, insert, rejected = _statements(ds)
+    stage, insert, quarantine = _statements(ds)
     raw = lines if isinstance(lines, pa.Array) else _unchecked_strings(lines)
     _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
-        {"i": pa.array(range(len(lines)), pa.uint32()), "raw": raw}
+        {"i": pa.array(np.arange(len(lines), dtype=np.uint32)), "raw": raw}
     )
-    # Parse once into a session-local table; both the rejected rows and the insert read it.
+    # Parse once into a session-local table; both the insert and the quarantine read it.
     staged = f"_tb_ingest_{uuid.uuid4().hex}"
     engine.query(f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}")
     try:
-        bad = engine.rows(rejected.replace("{staged}", staged))
+        bad = int(engine.query(f"SELECT countIf(NOT row_ok) FROM {staged}", "TSV"))
         # good rows first: if the quarantine insert then fails, the request fails and a retry
         # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
-        if len(bad) < len(lines):
+        if bad < len(lines):
             engine.query(insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name)))
         if bad:
-            quarantine_rows(engine, ds, bad, import_id)
+            target = ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)
+            sql = quarantine.replace("{staged}", staged).replace("{quarantine}", target)
+            engine.query(sql, params={"import_id": import_id})
     finally:
         engine.query(f"DROP TEMPORARY TABLE IF EXISTS {staged}")
-    return IngestResult(len(lines) - len(bad), len(bad), import_id)
+    return IngestResult(len(lines) - bad, bad, import_id)
 
 
 def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,8 @@ from tinybird.sql_toolset import replace_tables, sql_get_used_tables
 
 from .errors import RequestError, bad_request
 from .project import Node, Pipe
+from .rendercache import RenderCache, charge_toolset, text_bytes
+from .settings import DEFAULTS
 from .sqlcheck import refuse_file_output
 
 _INT_RANGES = {
@@ -128,13 +129,20 @@ def declared_parameters(pipe: Pipe) -> dict[str, Parameter]:
 class PipeRenderer:
     """Turns (pipe, parameters) into one SQL statement over the workspace's tables."""
 
-    CACHE_SIZE = 2048  # rendered statements kept per pipe: dashboards repeat the same parameter sets
+    _serials = itertools.count()  # a renderer's own part of the keys of a cache the workspace's pipes share
 
-    def __init__(self, pipe: Pipe, resolve_table: Callable[[str, dict], tuple[str, str] | None]):
+    def __init__(
+        self,
+        pipe: Pipe,
+        resolve_table: Callable[[str, dict], tuple[str, str] | None],
+        cache: RenderCache | None = None,
+    ):
         self.pipe = pipe
         self._resolve_table = resolve_table  # name -> (database, table) or ('', '(subquery)'), None if unknown
-        self._cache: OrderedDict[tuple, str] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache = cache  # None: nothing is kept (a one-off /v0/sql query)
+        self._serial = next(self._serials)
+        self._reads_pipes = False  # set once a render inlines another pipe, whose parameters are not in our keys
+        self._toolset_budget = cache.max_bytes if cache else DEFAULTS.render_cache_bytes
 
     @cached_property
     def parameters(self) -> dict[str, Parameter]:
@@ -155,17 +163,17 @@ class PipeRenderer:
         `test_mode` renders every parameter as a typed placeholder (Tinybird's own check mode), which
         gives the shape of the result without real values: what DESCRIBE needs for the OpenAPI document.
         """
-        key = (node_name, tuple(sorted(values.items()))) if not test_mode else None
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        sql = self._render(values, node_name, test_mode)
-        if key is not None:  # only what rendered without error: a bad request is checked every time
-            with self._cache_lock:
-                self._cache[key] = sql
-                if len(self._cache) > self.CACHE_SIZE:
-                    self._cache.popitem(last=False)
+        if test_mode or self._cache is None:
+            return self._render(values, node_name, test_mode)
+        # the key holds the pipe's own parameters only: a value it does not declare cannot change its SQL, and
+        # a caller sending many of them must not fill the cache
+        params = tuple(sorted((k, v) for k, v in values.items() if k in self.parameters))
+        key = (self._serial, node_name, params)
+        sql = self._cache.get(key)
+        if sql is None:
+            sql = self._render(values, node_name, test_mode)
+            if not self._reads_pipes:  # only what rendered without error: a bad request is checked every time
+                self._cache.put(key, sql, text_bytes(*(text for pair in params for text in pair)))
         return sql
 
     def _render(self, values: dict[str, str], node_name: str | None, test_mode: bool) -> str:
@@ -195,6 +203,7 @@ class PipeRenderer:
 
     def _resolve(self, sql: str, earlier: dict, values: dict[str, str]) -> str:
         refuse_file_output(sql, f"pipe {self.pipe.name}")
+        charge_toolset(self._toolset_budget, sql)  # Tinybird's toolset caches what it parses: see rendercache
         mapping = dict(earlier)
         try:
             used = sql_get_used_tables(sql, raising=True, table_functions=False)
@@ -207,7 +216,10 @@ class PipeRenderer:
             resolved = self._resolve_table(name, values)
             if resolved is not None:
                 mapping[key] = resolved
+                self._reads_pipes = self._reads_pipes or resolved[0] == ""  # another pipe, as a subquery
         try:
-            return replace_tables(sql, mapping)
+            resolved_sql = replace_tables(sql, mapping)
         except Exception as exc:
             raise bad_request(f"pipe {self.pipe.name}: {str(exc).splitlines()[0]}") from None
+        charge_toolset(self._toolset_budget, resolved_sql, *(table for _, table in mapping.values()))
+        return resolved_sql

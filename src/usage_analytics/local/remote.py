@@ -1,15 +1,17 @@
 """The file behind a Data Sources API `url=`: an http(s) download, or a file:// path inside the project.
 
-A download is fetched from the server's own network, so whoever may append can make the server send a GET
-anywhere it reaches. What comes back is bounded (settings.max_import_bytes once inflated, a timeout between
-reads and one for the whole download), and a failure says only "could not fetch <url>: <HTTP status>" or one
-reason shared by every connection failure, so the answer never tells an open port from a closed one.
+As in Tinybird, a token that may append to a datasource may append from a URL (DATASOURCES:APPEND on it:
+https://www.tinybird.co/docs/concepts/auth-tokens, https://docs.tinybird.co/api-reference/datasource-api).
+The download comes from the server's own network, so such a token can make the server send a GET anywhere it
+reaches. What comes back is bounded like any import file (settings.max_import_bytes once inflated, by
+formats.chunks), and in time: a timeout between reads and one for the whole download. A failure says only
+"could not fetch <url>: HTTP <status>", or one reason for every connection failure, so that the answer never
+tells an open port from a closed one.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +22,13 @@ import requests
 import urllib3
 from isal import isal_zlib
 
-from .pipes import RequestError, bad_request
+from .errors import RequestError, bad_request
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
 CHUNK = 64 * 1024
-_GZIP_MAGIC = b"\x1f\x8b"
 _MAX_REDIRECTS = 5
 
 
@@ -82,7 +83,7 @@ def _download(url: str, settings: ServerSettings) -> BinaryIO:
         if not response.ok:
             raise _failed(url, f"HTTP {response.status_code}")
         deadline = time.monotonic() + settings.max_fetch_seconds
-        return io.BufferedReader(_Download(url, response, session, settings.max_import_bytes, deadline), CHUNK)
+        return io.BufferedReader(_Download(url, response, session, deadline), CHUNK)
     except BaseException:
         response.close()
         session.close()
@@ -93,37 +94,20 @@ def _failed(url: str, reason: str) -> RequestError:
     return bad_request(f"could not fetch {url}: {reason}")
 
 
-def _peek(chunks: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
-    """The first bytes (enough to tell gzip), and all the bytes, those included."""
-    head = b""
-    for chunk in chunks:
-        head += chunk
-        if len(head) >= len(_GZIP_MAGIC):
-            break
-    return head, itertools.chain([head], chunks)
-
-
 class _Download(io.RawIOBase):
-    """An http(s) response body as a file, inflated here (Content-Encoding: gzip, and a .gz file served as it is)
-    at most CHUNK bytes at a time, so the bound counts inflated bytes and a small bomb never expands in memory.
-    It ends at `limit` bytes or at `deadline`; close() closes the connection."""
+    """An http(s) response body as a file, read until `deadline`; close() closes the connection.
 
-    def __init__(self, url: str, response: requests.Response, session: requests.Session, limit: int, deadline: float):
-        self._url, self._response, self._session = url, response, session
-        self._limit, self._deadline, self._total = limit, deadline, 0
+    A `Content-Encoding: gzip` is undone here, CHUNK bytes at a time, so a small bomb never expands in memory
+    past one chunk; what comes out (a .gz file too) is then read like an upload: inflated and bounded by
+    formats.chunks."""
+
+    def __init__(self, url: str, response: requests.Response, session: requests.Session, deadline: float):
+        self._url, self._response, self._session, self._deadline = url, response, session, deadline
         self._pending = memoryview(b"")
-        chunks = self._received()
         encoding = response.headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "x-gzip"):
-            chunks = self._gunzipped(chunks)
-        elif encoding not in ("", "identity"):
+        if encoding not in ("", "identity", "gzip", "x-gzip"):
             raise _failed(url, f"unsupported Content-Encoding {encoding}")
-        head, chunks = _peek(chunks)
-        if head.startswith(_GZIP_MAGIC):
-            head, chunks = _peek(self._gunzipped(chunks))
-            if head.startswith(_GZIP_MAGIC):  # it would be inflated once more, past the bound, by formats
-                raise _failed(url, "a gzip file inside a gzip file is not supported")
-        self._chunks = chunks
+        self._chunks = self._gunzipped(self._received()) if "gzip" in encoding else self._received()
 
     def readable(self) -> bool:
         return True
@@ -133,9 +117,6 @@ class _Download(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._total += len(chunk)
-            if self._total > self._limit:
-                raise RequestError(413, f"The file at {self._url} is too large: the limit is {self._limit} bytes")
             self._pending = memoryview(chunk)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]

@@ -19,7 +19,9 @@ class ServerSettings:
 
     # request bodies: Tinybird's Events API takes up to 10 MB per request (Free plan; 413 beyond)
     max_events_body: int = 10 * MiB  # per /v0/events request, checked on the bytes sent and on the inflated bytes
-    max_import_bytes: int = 1024 * MiB  # a Data Sources API file (inflated), streamed in bounded memory
+    # a Data Sources API file (inflated), streamed in bounded memory: Tinybird's "Max file size (uncompressed)" of
+    # the Build plan is 10 GB (https://www.tinybird.co/docs/support/limits#ingestion-limits)
+    max_import_bytes: int = 10 * 1024 * MiB
     max_line_bytes: int = 10 * MiB  # one NDJSON line or CSV row: longer ones are quarantined, never buffered whole
     max_url_bytes: int = 8 * 1024  # path and query string of a request: 414 beyond, as Tinybird answers
     max_form_body: int = 1 * MiB  # a JSON or form body of pipe parameters, or a /v0/sql query

@@ -27,6 +27,7 @@ from .engine import DATABASE, Engine, EngineError
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer, RequestError, bad_request
 from .project import Datasource, Node, Pipe, Project, load_project
+from .rendercache import RenderCache
 from .rewrite import SnapshotLock, shadow_table, swap_in
 from .settings import DEFAULTS, ServerSettings
 
@@ -150,6 +151,7 @@ class Workspace:
         self.tokens = TokenStore(self.data_dir)
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
+        self._render_cache = RenderCache(settings.render_cache_bytes)  # all pipes' rendered SQL, in bytes
         self._state_path = self.data_dir / "workspace.json"
         self._build_lock = threading.Lock()
 
@@ -205,7 +207,9 @@ class Workspace:
             self._save_signatures(project)
             self._apply_fsync(project)
             self.project = project
-            self._renderers = {name: PipeRenderer(p, self._resolve_table) for name, p in project.pipes.items()}
+            self._renderers = {
+                name: PipeRenderer(p, self._resolve_table, self._render_cache) for name, p in project.pipes.items()
+            }
             for pipe in project.materializations.values():
                 try:
                     report.add(self._create_materialized_view(pipe, backfill=pipe.output_node.target in fresh))
@@ -346,7 +350,7 @@ class Workspace:
         view = formats.positional(ds) if fmt == "csv" else ds
         staging = self._staging_table(ds)
         try:
-            for chunk in formats.chunks(fmt, stream, ds, dialect or {}):
+            for chunk in formats.chunks(fmt, stream, ds, dialect or {}, self.settings):
                 done = ingest_lines(self.engine, view, chunk.lines, into=ddl.table(staging), import_id=result.id)
                 if chunk.rejected:
                     quarantine_rows(self.engine, ds, chunk.rejected, result.id)
