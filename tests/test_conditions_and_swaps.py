@@ -227,3 +227,12 @@ def test_a_failed_query_does_not_spill_into_the_next_answer(server):
         )
         assert bad.status_code == 400
         assert server.sql("SELECT 1 AS x") == [{"x": 1}]
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [("nope=1", "unknown limit 'nope'"), ("max_line_bytes=x", "not an integer"), ("fetch_timeout=0", "positive")],
+)
+def test_a_bad_limit_flag_is_named(tmp_path, pair, message):
+    done = run_cli(None, "local", "--data-dir", str(tmp_path / "d"), "--limit", pair)
+    assert done.returncode != 0 and message in done.stderr

@@ -19,15 +19,16 @@ pytestmark = pytest.mark.embedded
 
 MOMENTS = """\
 DESCRIPTION >
-    One column of each date and time type, Nullable or with a DEFAULT, and a value read through a nested object.
+    One column of each date and time type, Nullable or with a DEFAULT, and values read through nested objects.
 
 SCHEMA >
     `id` String `json:$.id`,
     `at` Nullable(DateTime) `json:$.at`,
-    `at_ms` DateTime64(3) `json:$.at_ms` DEFAULT toDateTime64('2000-01-01 00:00:00', 3),
+    `at_ms` DateTime64(3, 'UTC') `json:$.at_ms` DEFAULT toDateTime64('2000-01-01 00:00:00', 3),
     `day` Date `json:$.day` DEFAULT '2000-01-01',
     `wide_day` Nullable(Date32) `json:$.wide_day`,
-    `source` String `json:$.meta.source` DEFAULT ''
+    `source` String `json:$.meta.source` DEFAULT '',
+    `host` String `json:$.meta.origin.host` DEFAULT ''
 
 ENGINE MergeTree
 ENGINE_SORTING_KEY id
@@ -134,8 +135,8 @@ def test_each_date_and_time_type_keeps_its_own_range(server):
     ]
     assert quarantined(server, "moments", "id", "r_") == {
         "r_at": outside("at", "2300-01-01 00:00:00", "DateTime", DATETIME_RANGE),
-        "r_at_ms_before": outside("at_ms", "1899-12-31 23:59:59", "DateTime64(3)", WIDE_RANGE),
-        "r_at_ms_after": outside("at_ms", "2300-01-01 00:00:00", "DateTime64(3)", WIDE_RANGE),
+        "r_at_ms_before": outside("at_ms", "1899-12-31 23:59:59", "DateTime64(3, 'UTC')", WIDE_RANGE),
+        "r_at_ms_after": outside("at_ms", "2300-01-01 00:00:00", "DateTime64(3, 'UTC')", WIDE_RANGE),
         "r_day_before": outside("day", "1969-12-31", "Date", DATE_RANGE),
         "r_day_after": outside("day", "2149-06-07", "Date", DATE_RANGE),
         "r_day_zero": ["column day: value 0000-00-00 is not a valid Date"],
@@ -176,14 +177,16 @@ def test_a_key_given_twice_inside_a_nested_object_or_outside_the_columns_is_quar
     lines = [
         '{"id": "n_nested", "meta": {"source": "a", "source": "b"}}',
         '{"id": "n_parent", "meta": {"source": "a"}, "meta": {"source": "b"}}',
+        '{"id": "n_middle", "meta": {"origin": {"host": "a"}, "origin": {"host": "b"}}}',
         '{"id": "n_unread", "extra": 1, "extra": 2}',
         '{"id": "n_ok", "meta": {"source": "a", "other": {"x": 1}}}',
     ]
-    assert post(server, "moments", "\n".join(lines)).json() == {"successful_rows": 1, "quarantined_rows": 3}
+    assert post(server, "moments", "\n".join(lines)).json() == {"successful_rows": 1, "quarantined_rows": 4}
     assert server.sql("SELECT id, source FROM moments WHERE startsWith(id, 'n_')") == [{"id": "n_ok", "source": "a"}]
     assert quarantined(server, "moments", "id", "n_") == {
         "n_nested": ["duplicated key meta.source"],
         "n_parent": ["duplicated key meta"],
+        "n_middle": ["duplicated key meta.origin"],
         "n_unread": ["duplicated key extra"],
     }
 

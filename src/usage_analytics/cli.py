@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -77,6 +78,13 @@ def main() -> None:
     help="Bytes of one endpoint or /v0/sql answer.",
 )
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Any other limit of ServerSettings (README, Limits), e.g. --limit max_line_bytes=1048576; repeatable.",
+)
+@click.option(
     "--expose-tokens/--no-expose-tokens",
     default=None,
     help="Answer GET /tokens (the admin tokens, as Tinybird Local does) to anyone. "
@@ -94,22 +102,24 @@ def local(
     query_timeout: float,
     query_memory: int,
     max_result_bytes: int,
+    limits: tuple[str, ...],
     expose_tokens: bool | None,
 ) -> None:
     """Serve the project's datasources and endpoints with Tinybird's API, on chDB (no Docker)."""
     from .local import BuildError, ProjectError, serve
     from .local.engine import DataDirLocked, EngineError
 
-    settings = ServerSettings(
-        fsync=fsync,
-        max_pending_ingests=max_pending_ingests,
-        max_events_body=max_events_body,
-        max_import_bytes=max_import_bytes,
-        max_execution_time=query_timeout,
-        max_memory_usage=query_memory,
-        max_result_bytes=max_result_bytes,
-        expose_tokens=expose_tokens,
-    )
+    flags = {
+        "fsync": fsync,
+        "max_pending_ingests": max_pending_ingests,
+        "max_events_body": max_events_body,
+        "max_import_bytes": max_import_bytes,
+        "max_execution_time": query_timeout,
+        "max_memory_usage": query_memory,
+        "max_result_bytes": max_result_bytes,
+        "expose_tokens": expose_tokens,
+    }
+    settings = ServerSettings(**{**flags, **_limits(limits)})
     try:
         serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False), settings=settings)
     except (ProjectError, BuildError, DataDirLocked) as exc:
@@ -118,6 +128,25 @@ def local(
         _fail(f"the engine failed on data dir {data_dir}: {exc}")
     except OSError as exc:
         _fail(f"cannot use data dir {data_dir}: {exc.strerror or exc}")
+
+
+def _limits(pairs: tuple[str, ...]) -> dict[str, int | float]:
+    """`NAME=VALUE` pairs as ServerSettings numbers; a wrong name or value stops with a message naming it."""
+    kinds = {"int": int, "float": float}
+    numeric = {f.name: kinds[f.type] for f in fields(ServerSettings) if f.type in kinds}
+    out: dict[str, int | float] = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in numeric:
+            _fail(f"--limit {pair}: unknown limit {name!r}; one of {', '.join(sorted(numeric))}")
+        try:
+            value = numeric[name](text)
+        except ValueError:
+            _fail(f"--limit {pair}: {text!r} is not a{'n integer' if numeric[name] is int else ' number'}")
+        if value <= 0:
+            _fail(f"--limit {pair}: must be positive")
+        out[name] = value
+    return out
 
 
 def _host_and_token(host: str | None, token: str | None) -> tuple[str, str]:

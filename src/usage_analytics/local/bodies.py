@@ -139,11 +139,11 @@ async def json_parameters(request: Request, limit: int, max_value: int) -> dict[
     body = await read(request, limit, "a pipe's parameters")
     try:
         payload = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
-        payload = None
-    if not isinstance(payload, dict):
+        values = {str(k): str(v) for k, v in payload.items()} if isinstance(payload, dict) else None
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser (or repr) goes
+        values = None
+    if values is None:
         raise bad_request("A POST body must be a JSON object of parameters")
-    values = {str(k): str(v) for k, v in payload.items()}
     check_values(values, max_value)
     return values
 

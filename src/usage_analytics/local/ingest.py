@@ -25,8 +25,9 @@ _INDEX = re.compile(r"\[(\d+)\]")
 _NEVER_NULL = ("Array(", "Map(", "Tuple(")  # types ClickHouse cannot wrap in Nullable
 _NUMERIC = ("Int", "UInt", "Float", "Decimal", "Bool")
 # The date and time texts taken besides `YYYY-MM-DD HH:MM:SS` (which is parsed strictly, first): ISO 8601 with
-# `T`, fractions and `Z` or an offset, a bare date, Unix seconds. Best-effort parsing alone would read other
-# text into an instant never named (`0000-00-00` or `12:00` as this year's January 1st, `25:00` as the next day).
+# `T`, fractions and `Z` or an offset, a bare date, Unix seconds (fewer digits would be read as a date). Best-effort
+# parsing alone reads other text as an instant never named (`0000-00-00` or `12:00` as this year's January 1st,
+# `25:00` as the next day).
 _TIME_TEXT = (
     r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?( ?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?))?)?$"
@@ -81,9 +82,9 @@ def _objects(ds: Datasource) -> list[tuple[str, str]]:
     arguments after `line`): the row itself and every object a jsonpath goes through."""
     objects = {"": ""}
     for col in ds.columns:
-        parents = _pieces(col)[:-1]
-        if parents:
-            objects.setdefault(", " + _args(parents), ".".join(parents) + ".")
+        pieces = _pieces(col)
+        for depth in range(1, len(pieces)):
+            objects.setdefault(", " + _args(pieces[:depth]), ".".join(pieces[:depth]) + ".")
     return [(label, args) for args, label in objects.items()]
 
 
