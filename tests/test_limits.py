@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import time
 import zlib
 from pathlib import Path
 
@@ -168,20 +167,14 @@ def test_a_multipart_body_without_a_boundary_is_a_json_400(server):
     assert response.status_code == 400 and "boundary" in response.json()["error"]
 
 
-def test_quarantining_rows_costs_about_what_inserting_them_costs(server):
+def test_a_compressed_body_of_empty_objects_is_quarantined_whole_with_every_reason(server):
+    """300k `{}` lines in a few KB of gzip: each rejected row goes from the staging table to the quarantine
+    inside ClickHouse (it went through Python objects one by one, 50x slower than inserting; BENCHMARKS.md)."""
     _, target = server
-    good = b"\n".join(json.dumps(event(event_id=f"cost-{i}", feature="f")).encode() for i in range(40_000))
-    started = time.perf_counter()
-    assert post_events(target, gzip.compress(good), **{"Content-Encoding": "gzip"}).json()["successful_rows"] == 40_000
-    inserting = time.perf_counter() - started
-    started = time.perf_counter()
     response = post_events(target, gzip.compress(b"{}\n" * 300_000), **{"Content-Encoding": "gzip"})
-    quarantining = time.perf_counter() - started
     assert response.json() == {"successful_rows": 0, "quarantined_rows": 300_000}
     # every row lacks all 9 columns: 9 reasons each, as Tinybird gives them
     assert target.sql("SELECT countIf(length(c__error) = 9) AS n FROM events_quarantine") == [{"n": 300_000}]
-    # a generous bound: here about 1x; when each rejected row went through Python objects it was 20x and more
-    assert quarantining < 8 * inserting + 1, f"{quarantining:.1f} s to quarantine, {inserting:.1f} s to insert"
 
 
 def test_a_file_import_is_bounded_once_inflated_whatever_it_was_sent_as():

@@ -4,8 +4,9 @@ Rendering runs Tinybird's template engine and SQL parser (milliseconds); a dashb
 parameter sets again and again, so the SQL is kept, least recently used out first, within a byte budget: many
 large parameter values cannot pin memory. Tinybird's toolset keeps caches of its own that are keyed by the whole
 statement, values included, and bounded only by count (`replace_tables_chquery_cached`, an lru_cache of 8192;
-`sql_get_used_tables`' LRU of 8192, keyed by the raw SQL when chtoolset cannot normalize it; chtoolset's parser
-cache of 128 ASTs). What our statements put in them is counted too, and past the same budget they are cleared.
+`sql_get_used_tables`' LRU of 8192, keyed by the raw SQL since the chtoolset we run has no normalizer;
+chtoolset's parser cache of 128 ASTs). What our statements put in them is counted too, and past the same budget
+they are cleared.
 """
 
 from __future__ import annotations
