@@ -103,7 +103,7 @@ def without(row: dict, column: str) -> dict:
         (without(event(), "timestamp"), "timestamp"),
         (event(timestamp=None), "timestamp"),
         (without(event(), "user_id"), "user_id"),
-        (event(page=None), "page"),
+        (event(event_type=None), "event_type"),
     ],
 )
 def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, row, column):
@@ -196,6 +196,14 @@ def test_build_applies_changes_without_a_restart_and_refuses_to_lose_data(tmp_pa
         {"event_id": "e1", "plan": "free"},
         {"event_id": "e2", "plan": "pro"},
     ]
+
+    # a changed DEFAULT keeps the rows: it applies to rows sent from then on
+    datasource.write_text(original.replace(timestamp, added.replace("'free'", "'trial'")))
+    changed = build(target)
+    assert changed.returncode == 0 and "datasource events: extend" in changed.stdout, changed.stderr
+    target.send("events", [{k: v for k, v in event(event_id="e3", feature="f").items() if k != "plan"}])
+    plans = target.sql("SELECT event_id, plan FROM events ORDER BY event_id")
+    assert [p["plan"] for p in plans] == ["free", "pro", "trial"]
 
 
 def test_build_adds_and_drops_a_skipping_index_on_a_datasource_with_rows(tmp_path, start_server):

@@ -32,6 +32,7 @@ from .rewrite import SnapshotLock, shadow_table, swap_in
 from .settings import DEFAULTS, ServerSettings
 
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+_DEFAULT_CLAUSE = re.compile(r" DEFAULT .*$", re.DOTALL)
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
 
 
@@ -170,8 +171,10 @@ class Workspace:
                 plan[name] = "keep" if old == wanted else "adopt"
             elif (rows := self.engine.row_count(name)) == 0:
                 plan[name] = "recreate"
-            elif old["engine"] == wanted["engine"] and wanted["columns"][: len(old["columns"])] == old["columns"]:
-                plan[name] = "extend"
+            elif old["engine"] == wanted["engine"] and _shapes(wanted["columns"][: len(old["columns"])]) == _shapes(
+                old["columns"]
+            ):
+                plan[name] = "extend"  # new columns at the end, or a changed DEFAULT: the rows stay as they are
             else:
                 changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
                 problems.append(
@@ -236,6 +239,16 @@ class Workspace:
         if action in ("create", "recreate"):
             self.engine.query(ddl.create_table(ds))
         if action == "extend":
+            for column, before in zip(ds.columns, old["columns"], strict=False):
+                if ddl.column_sql(column) != before:  # only its DEFAULT changed (the plan checked the rest)
+                    # parts written before the column existed compute it from the DEFAULT when read: write
+                    # those values down first, or the new DEFAULT would change rows already stored
+                    table = ddl.table(ds.name)
+                    self.engine.query(
+                        f"ALTER TABLE {table} MATERIALIZE COLUMN `{column.name}` SETTINGS mutations_sync = 2"
+                    )
+                    change = ddl.column_sql(column) if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
+                    self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {change}")
             for column in ds.columns[len(old["columns"]) :]:
                 self.engine.query(f"ALTER TABLE {ddl.table(ds.name)} ADD COLUMN {ddl.column_sql(column)}")
                 self.engine.query(
@@ -506,6 +519,11 @@ class Workspace:
 def _adhoc_pipe(sql: str) -> Pipe:
     """A `/v0/sql` query as a one-node pipe, so it resolves datasources and pipes like any endpoint."""
     return Pipe(name="query", nodes=(Node(name="query", sql=sql),))
+
+
+def _shapes(columns: list[str]) -> list[str]:
+    """Column definitions without their DEFAULT: what must match for the stored rows to keep their meaning."""
+    return [_DEFAULT_CLAUSE.sub("", column) for column in columns]
 
 
 def query_error(exc: EngineError, settings: ServerSettings) -> RequestError:
