@@ -7,7 +7,7 @@ does for its defaults) does not load chDB.
 from importlib import import_module
 
 _EXPORTS = {
-    "build_app": ".app",
+    "build_app": ".http",
     "Project": ".project",
     "ProjectError": ".project",
     "load_project": ".project",

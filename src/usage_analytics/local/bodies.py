@@ -37,15 +37,6 @@ def too_large(limit: int, api: str, detail: str = "") -> RequestError:
     return RequestError(413, f"Request body{detail} exceeds the {size_text(limit)} limit of {api}")
 
 
-def check_url(request: Request, limit: int) -> None:
-    """Tinybird answers 414 for a URL too long to serve; parameters that long belong in a POST body."""
-    length = len(request.scope.get("raw_path") or b"") + len(request.scope.get("query_string") or b"")
-    if length > limit:
-        raise RequestError(
-            414, f"The URL is {length} bytes, over the {size_text(limit)} limit: send long parameters in a POST body"
-        )
-
-
 def encoding(request: Request, accepted: tuple[str, ...] = ()) -> str:
     """The body's Content-Encoding ('' for none), refused with a 415 unless this route can inflate it."""
     name = request.headers.get("content-encoding", "").strip().lower()

@@ -1,4 +1,8 @@
-"""Errors that carry their HTTP status, raised anywhere a request is refused and shaped into `{"error": ...}` once."""
+"""Errors that carry their HTTP status, raised anywhere a request is refused and shaped into `{"error": ...}` once.
+
+The domain (workspace, ingest, formats, auth) raises these or its own errors; `http/` turns every one of them
+into Tinybird's body in one place (`response`), so no module builds an error response of its own.
+"""
 
 from __future__ import annotations
 
@@ -15,3 +19,10 @@ class RequestError(Exception):
 
 def bad_request(message: str) -> RequestError:
     return RequestError(400, message)
+
+
+def engine_failure(message: str, code: str) -> RequestError:
+    """The engine failed on a well-formed write: not the caller's fault, so a 5xx a client may retry. A full
+    disk is 507 (ClickHouse's NOT_ENOUGH_SPACE, or the OS's ENOSPC in its message), anything else 500."""
+    full = code == "NOT_ENOUGH_SPACE" or "No space left" in message
+    return RequestError(507 if full else 500, f"The request failed and stored nothing: {message}")

@@ -25,8 +25,7 @@ from typing import BinaryIO
 from uuid import UUID
 
 from .bodies import size_text
-from .errors import RequestError
-from .pipes import bad_request
+from .errors import RequestError, bad_request
 from .project import Column, Datasource
 from .settings import DEFAULTS, ServerSettings
 

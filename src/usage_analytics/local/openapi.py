@@ -8,7 +8,8 @@ check mode, so the document always matches what the server returns.
 from __future__ import annotations
 
 from .engine import EngineError
-from .pipes import Parameter, PipeRenderer, RequestError
+from .errors import RequestError
+from .pipes import Parameter, PipeRenderer
 
 _INTEGER = {"Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "Int", "Integer"}
 _FORMATS = {"DateTime": "date-time", "DateTime64": "date-time", "Date": "date"}

@@ -10,10 +10,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import uvicorn
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .app import build_app
+from .http import build_app
 from .settings import DEFAULTS, MiB, ServerSettings
 from .workspace import Workspace
 
@@ -44,22 +42,6 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name other than localhost: it may resolve to anything
         return False
-
-
-def _bounded_headers(app: ASGIApp, limit: int) -> ASGIApp:
-    """Refuses a request whose headers add up to more than `limit` bytes (a JWT padded to a megabyte) with a
-    431 and Tinybird's JSON error. h11 reads request heads of up to _REQUEST_HEAD_BUFFER bytes so that they
-    reach this check; past that buffer it still answers a plain-text 400 and closes the connection."""
-
-    async def bounded(scope: Scope, receive: Receive, send: Send) -> None:
-        size = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
-        if scope["type"] == "http" and size > limit:
-            message = f"Request headers of {size} bytes exceed the server's limit of {limit} bytes"
-            await JSONResponse({"error": message}, status_code=431)(scope, receive, send)
-            return
-        await app(scope, receive, send)
-
-    return bounded
 
 
 def example_calls(workspace: Workspace, base: str) -> list[str]:
@@ -98,7 +80,7 @@ def serve(
                 echo(f"  {line}")
 
         config = uvicorn.Config(
-            _bounded_headers(build_app(workspace), settings.max_header_bytes),
+            build_app(workspace),
             host=host,
             port=port,
             log_level="warning",

@@ -24,8 +24,9 @@ from tinybird.sql_toolset import sql_get_used_tables
 from . import ddl, formats, sqlcheck
 from .auth import TokenStore
 from .engine import DATABASE, Engine, EngineError
+from .errors import RequestError, bad_request
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
-from .pipes import PipeRenderer, RequestError, bad_request
+from .pipes import PipeRenderer
 from .project import Datasource, Node, Pipe, Project, load_project
 from .rendercache import RenderCache
 from .rewrite import SnapshotLock, shadow_table, swap_in

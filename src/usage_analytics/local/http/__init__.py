@@ -1,0 +1,87 @@
+"""Tinybird's HTTP API over a Workspace: same routes, JSON shapes, status codes and error bodies.
+
+One module per API, each with module-level handlers that read the server's state from `request.app.state`; one
+route table here; every error shaped into `{"error": ...}` by the exception handlers below, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..engine import EngineError
+from ..errors import RequestError, engine_failure
+from ..project import ProjectError
+from ..workspace import BuildError, Workspace
+from . import admin, datasources, events, pipes, sql
+from .limits import RequestLimits
+
+ROUTES = [
+    Route("/v0/health", admin.health),
+    Route("/tokens", admin.local_tokens),
+    Route("/v0/tokens", admin.list_tokens),
+    Route("/v0/workspace", admin.workspace_info),
+    Route("/v0/build", admin.build, methods=["POST"]),
+    Route("/v0/events", events.append, methods=["POST"]),
+    Route("/v0/pipes", pipes.list_pipes),
+    Route("/v0/pipes/openapi.json", pipes.openapi),
+    Route("/v0/pipes/{name}/openapi.json", pipes.openapi),
+    Route("/v0/pipes/{name}/explain", pipes.explain),
+    Route("/v0/pipes/{file}", pipes.data, methods=["GET", "POST"]),
+    Route("/v0/sql", sql.query, methods=["GET", "POST"]),
+    Route("/v0/datasources", datasources.list_datasources),
+    Route("/v0/datasources", datasources.import_data, methods=["POST"]),
+    Route("/v0/datasources/{name}", datasources.info),
+    Route("/v0/datasources/{name}/truncate", datasources.truncate, methods=["POST"]),
+    Route("/v0/datasources/{name}/delete", datasources.delete, methods=["POST"]),
+    Route("/v0/jobs/{id}", datasources.job),
+]
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _refused(request: Request, exc: RequestError) -> Response:
+    return error(exc.status, exc.message, exc.headers)
+
+
+async def _invalid_project(request: Request, exc: Exception) -> Response:
+    return error(400, str(exc))
+
+
+async def _engine_failed(request: Request, exc: EngineError) -> Response:
+    return await _refused(request, engine_failure(str(exc), exc.code))
+
+
+async def _http(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 404:
+        return error(404, f"Not found: {request.url.path}")
+    if exc.status_code == 405:
+        return error(405, f"Method {request.method} not allowed on {request.url.path}")
+    return error(exc.status_code, exc.detail)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    return error(500, f"Internal error: {type(exc).__name__}")
+
+
+def build_app(workspace: Workspace) -> Starlette:
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(RequestLimits, settings=workspace.settings)],
+        exception_handlers={
+            RequestError: _refused,
+            ProjectError: _invalid_project,
+            BuildError: _invalid_project,
+            EngineError: _engine_failed,
+            HTTPException: _http,
+            Exception: _internal,
+        },
+    )
+    app.state.workspace = workspace
+    return app

@@ -1,0 +1,42 @@
+"""Health, tokens, the workspace and its build: the routes that are about the server rather than the data."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import RequestError
+from .common import admin, workspace
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def local_tokens(request: Request) -> Response:
+    """Tinybird Local's `GET /tokens`: the admin tokens, to anyone who connects, so only on loopback by default."""
+    if workspace(request).settings.expose_tokens is False:
+        raise RequestError(
+            403,
+            "GET /tokens is off: the server listens beyond loopback, and this route gives anyone the admin "
+            "token; start it with --expose-tokens to allow it",
+        )
+    return JSONResponse(workspace(request).tokens.local_tokens())
+
+
+async def list_tokens(request: Request) -> Response:
+    admin(request)
+    return JSONResponse({"tokens": [t.as_json() for t in workspace(request).tokens.all()]})
+
+
+async def workspace_info(request: Request) -> Response:
+    admin(request)
+    ws = workspace(request)
+    return JSONResponse({"id": ws.tokens.workspace_id, "name": ws.project_dir.name})
+
+
+async def build(request: Request) -> Response:
+    admin(request)
+    report = await run_in_threadpool(workspace(request).build)
+    return JSONResponse({"result": "success", "changes": report.lines})

@@ -1,0 +1,113 @@
+"""The Data Sources API: list and describe datasources, import files (append, replace), delete rows, truncate, jobs."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .. import bodies, formats, remote
+from ..errors import RequestError, bad_request
+from .common import admin, base_url, token, workspace
+
+
+async def list_datasources(request: Request) -> Response:
+    # only the datasources the token may read (DATASOURCES:READ, or admin), as Tinybird lists them:
+    # https://docs.tinybird.co/api-reference/datasource-api
+    ws, caller = workspace(request), token(request)
+    listed = await run_in_threadpool(ws.datasources_info)
+    return JSONResponse({"datasources": [d for d in listed if caller.allows("DATASOURCES:READ", d["name"])]})
+
+
+async def info(request: Request) -> Response:
+    ws = workspace(request)
+    ws.tokens.require(token(request), "DATASOURCES:READ", request.path_params["name"])  # no hint whether it exists
+    ds = ws.datasource(request.path_params["name"])
+    return JSONResponse(await run_in_threadpool(ws.datasource_info, ds))
+
+
+async def _source(request: Request, allow_admin_files: bool):
+    """The file of an import: (stream, its name or URL, the form field it came in), from a multipart upload, the
+    raw body, or `url=` (in the query string or a form)."""
+    ws, params = workspace(request), request.query_params
+    url, stream, source, field_name = params.get("url"), None, None, None
+    limit, api = ws.settings.max_import_bytes, "the Data Sources API"
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await bodies.form(request, limit, api)
+        url = url or form.get("url")
+        upload = next(((k, v) for k, v in form.multi_items() if hasattr(v, "read")), None)
+        if upload:
+            field_name, stream, source = upload[0], upload[1].file, upload[1].filename
+    else:
+        body = await bodies.spool(request, limit, api)
+        head = body.read(4)
+        body.seek(0)
+        if head == b"url=":  # a form with the URL (curl -d url=...)
+            text = body.read(ws.settings.max_form_body + 1)
+            body.close()
+            if len(text) > ws.settings.max_form_body:
+                raise bodies.too_large(ws.settings.max_form_body, "a form")
+            url = url or parse_qs(text.decode("utf-8", "replace")).get("url", [""])[0]
+        elif head:  # the file itself as the body (curl --data-binary @file)
+            stream = body
+        else:
+            body.close()
+    if url:
+        stream, source = await run_in_threadpool(remote.open_url, str(url), allow_admin_files, ws)
+    if stream is None:
+        raise bad_request("Send the data as a file (multipart form), as the request body, or as url=")
+    return stream, source, field_name
+
+
+async def import_data(request: Request) -> Response:
+    """`mode=append|replace` with an uploaded file, a body, or `url=`."""
+    ws, caller, params = workspace(request), token(request), request.query_params
+    mode = params.get("mode", "append")
+    ds = ws.datasource(params.get("name"))
+    if mode == "append":
+        ws.tokens.require(caller, "DATASOURCES:APPEND", ds.name)
+    else:
+        ws.tokens.require_admin(caller)  # replace: DATASOURCES:CREATE or ADMIN in Tinybird
+    if params.get("replace_condition") and mode != "replace":  # refused before any file is read or fetched
+        raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
+    stream, source, field_name = await _source(request, caller.admin)
+    try:
+        fmt = formats.detect_format(params.get("format"), field_name, source)
+        dialect = {"delimiter": params.get("dialect_delimiter"), "escapechar": params.get("dialect_escapechar")}
+        condition = params.get("replace_condition")
+        result = await run_in_threadpool(ws.import_file, ds, fmt, stream, mode, condition, dialect)
+    finally:
+        stream.close()
+    return JSONResponse(result.as_json(base_url(request)))
+
+
+async def delete(request: Request) -> Response:
+    admin(request)  # DATASOURCES:CREATE or ADMIN in Tinybird
+    ws = workspace(request)
+    ds = ws.datasource(request.path_params["name"])
+    form = await bodies.form(request, ws.settings.max_form_body, "a form")
+    condition = form.get("delete_condition") or request.query_params.get("delete_condition") or ""
+    dry_run = str(form.get("dry_run") or request.query_params.get("dry_run") or "false").lower() == "true"
+    result = await run_in_threadpool(ws.delete_rows, ds, str(condition), dry_run)
+    if dry_run:
+        return JSONResponse({"rows_to_be_deleted": result})
+    return JSONResponse(result.as_json(base_url(request)))
+
+
+async def truncate(request: Request) -> Response:
+    admin(request)
+    ws = workspace(request)
+    await run_in_threadpool(ws.truncate, ws.datasource(request.path_params["name"]))
+    return Response(status_code=204)
+
+
+async def job(request: Request) -> Response:
+    caller = token(request)
+    found = workspace(request).jobs.get(request.path_params["id"])
+    if found is None:
+        raise RequestError(404, f"Job '{request.path_params['id']}' not found")
+    if not caller.has_scope_on(found.datasource.name):  # a job is its datasource's: admin, or a scope on it
+        raise RequestError(403, f"Forbidden: token {caller.name} has no scope on {found.datasource.name}")
+    return JSONResponse(found.as_json(base_url(request)))
