@@ -125,6 +125,17 @@ class TokenStore:
     def workspace_id(self) -> str:
         return self._secrets[_WORKSPACE_ID]
 
+    def owns(self, value: str) -> bool:
+        """Whether `value` is one of this workspace's tokens, or a JWT that names this workspace (unverified: the
+        signature is checked by `authenticate`)."""
+        if value in self._by_value:
+            return True
+        try:
+            claims = jwt.decode(value, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return False
+        return isinstance(claims, dict) and claims.get("workspace_id") == self.workspace_id
+
     def authenticate(self, value: str | None) -> Token:
         if not value:
             raise RequestError(403, "Missing token: pass it as Authorization: Bearer <token> or ?token=<token>")

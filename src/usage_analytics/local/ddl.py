@@ -27,8 +27,8 @@ _KEY_EXPRESSIONS = {"partition_key", "sorting_key", "primary_key"}
 QUARANTINE_SUFFIX = "_quarantine"
 
 
-def table(name: str) -> str:
-    return f"{DATABASE}.`{name}`"
+def table(name: str, database: str = DATABASE) -> str:
+    return f"{database}.`{name}`"
 
 
 def column_sql(col: Column) -> str:
@@ -56,16 +56,16 @@ def index_name(index: str) -> str:
     return index.split()[1]
 
 
-def create_table(ds: Datasource) -> str:
+def create_table(ds: Datasource, database: str = DATABASE) -> str:
     cols = ",\n    ".join([*(column_sql(c) for c in ds.columns), *ds.indexes])
-    return f"CREATE TABLE {table(ds.name)} (\n    {cols}\n)\n{engine_sql(ds)}"
+    return f"CREATE TABLE {table(ds.name, database)} (\n    {cols}\n)\n{engine_sql(ds)}"
 
 
-def create_quarantine(ds: Datasource) -> str:
+def create_quarantine(ds: Datasource, database: str = DATABASE) -> str:
     """Tinybird's quarantine shape: every column's raw text, what failed and why, the import and when."""
     raw = ",\n    ".join(f"`{c.name}` Nullable(String)" for c in ds.columns)
     return (
-        f"CREATE TABLE IF NOT EXISTS {table(ds.name + QUARANTINE_SUFFIX)} (\n"
+        f"CREATE TABLE IF NOT EXISTS {table(ds.name + QUARANTINE_SUFFIX, database)} (\n"
         f"    {raw},\n"
         "    `c__error_column` Array(String),\n"
         "    `c__error` Array(String),\n"
@@ -79,8 +79,9 @@ def mv_name(pipe: str, node: str) -> str:
     return f"_mv__{pipe}__{node}"
 
 
-def create_materialized_view(pipe: str, node: str, target: str, select_sql: str) -> str:
-    return f"CREATE MATERIALIZED VIEW {table(mv_name(pipe, node))} TO {table(target)} AS\n{select_sql}"
+def create_materialized_view(pipe: str, node: str, target: str, select_sql: str, database: str = DATABASE) -> str:
+    view, into = table(mv_name(pipe, node), database), table(target, database)
+    return f"CREATE MATERIALIZED VIEW {view} TO {into} AS\n{select_sql}"
 
 
 def signature(ds: Datasource) -> dict:

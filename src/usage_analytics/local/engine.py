@@ -125,16 +125,16 @@ class Engine:
         rows = self.rows(sql, params)
         return next(iter(rows[0].values())) if rows else None
 
-    def table_exists(self, name: str) -> bool:
+    def table_exists(self, name: str, database: str = DATABASE) -> bool:
         return bool(
             self.scalar(
                 "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {name:String}",
-                {"db": DATABASE, "name": name},
+                {"db": database, "name": name},
             )
         )
 
-    def row_count(self, name: str) -> int:
-        return int(self.scalar(f"SELECT count() FROM {DATABASE}.`{name}`") or 0)
+    def row_count(self, name: str, database: str = DATABASE) -> int:
+        return int(self.scalar(f"SELECT count() FROM {database}.`{name}`") or 0)
 
     def close(self) -> None:
         with self._sessions_lock:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import ddl
-from .engine import Engine
+from .engine import DATABASE, Engine
 from .errors import bad_request
 from .project import Column, Datasource
 
@@ -339,8 +339,9 @@ def ingest_lines(
     lines: pa.Array | list[bytes],
     into: str | None = None,
     import_id: str | None = None,
+    database: str = DATABASE,
 ) -> IngestResult:
-    """Insert every line that fits `ds` (into its table, or the table `into`); quarantine the others.
+    """Insert every line that fits `ds` (into its table in `database`, or the table `into`); quarantine the others.
 
     Nothing is dropped: each line ends up either inserted or in `<ds>_quarantine` with its reasons.
     """
@@ -361,9 +362,9 @@ def ingest_lines(
         # good rows first: if the quarantine insert then fails, the request fails and a retry
         # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
         if bad < len(lines):
-            engine.query(insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name)))
+            engine.query(insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name, database)))
         if bad:
-            target = ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)
+            target = ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)
             sql = quarantine.replace("{staged}", staged).replace("{quarantine}", target)
             engine.query(sql, params={"import_id": import_id})
     finally:
@@ -371,7 +372,7 @@ def ingest_lines(
     return IngestResult(len(lines) - bad, bad, import_id)
 
 
-def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str) -> None:
+def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str, database: str = DATABASE) -> None:
     columns = {c.name: pa.array([r[c.name] for r in rows], pa.string()) for c in ds.columns}
     for name in ("c__error_column", "c__error"):
         columns[name] = pa.array([r[name] for r in rows], pa.list_(pa.string()))
@@ -379,6 +380,6 @@ def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id:
     _tb_quarantine_batch = pa.table(columns)  # noqa: F841 - read by name by chDB's Python() table function
     names = ", ".join(f"`{n}`" for n in columns)
     engine.query(
-        f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)} ({names}, insertion_date) "
+        f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)} ({names}, insertion_date) "
         f"SELECT {names}, now() FROM Python(_tb_quarantine_batch)"
     )

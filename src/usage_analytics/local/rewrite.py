@@ -57,26 +57,33 @@ class SnapshotLock:
                 self._cond.notify_all()
 
 
-def shadow_table(engine: Engine, of: str) -> str:
+def shadow_table(engine: Engine, of: str, database: str = DATABASE) -> str:
     """An empty table shaped as `of` (columns, engine, keys, indexes, settings), under a name of its own."""
     name = f"_tb_shadow_{of}_{uuid.uuid4().hex[:12]}"
-    engine.query(f"CREATE TABLE {ddl.table(name)} AS {ddl.table(of)}")
+    engine.query(f"CREATE TABLE {ddl.table(name, database)} AS {ddl.table(of, database)}")
     return name
 
 
-def swap_in(engine: Engine, snapshot: SnapshotLock, datasource: str, shadow: str, rollups: list[tuple[str, str]]):
+def swap_in(
+    engine: Engine,
+    snapshot: SnapshotLock,
+    datasource: str,
+    shadow: str,
+    rollups: list[tuple[str, str]],
+    database: str = DATABASE,
+) -> None:
     """Make `datasource` the rows of the table `shadow`, and each roll-up `(target, select over datasource)` what
     its select gives over them. Afterwards `shadow` holds the old rows: the caller drops it."""
     built: list[tuple[str, str]] = [(datasource, shadow)]
     try:
         for target, select in rollups:
-            target_shadow = shadow_table(engine, target)
+            target_shadow = shadow_table(engine, target, database)
             built.append((target, target_shadow))
-            over_shadow = replace_tables(select, {(DATABASE, datasource): (DATABASE, shadow)})
-            engine.query(f"INSERT INTO {ddl.table(target_shadow)} {over_shadow}")
+            over_shadow = replace_tables(select, {(database, datasource): (database, shadow)})
+            engine.query(f"INSERT INTO {ddl.table(target_shadow, database)} {over_shadow}")
         with snapshot.publish():
             for live, new in built:
-                engine.query(f"EXCHANGE TABLES {ddl.table(live)} AND {ddl.table(new)}")
+                engine.query(f"EXCHANGE TABLES {ddl.table(live, database)} AND {ddl.table(new, database)}")
     finally:
         for _, new in built[1:]:
-            engine.query(f"DROP TABLE IF EXISTS {ddl.table(new)}")
+            engine.query(f"DROP TABLE IF EXISTS {ddl.table(new, database)}")

@@ -14,6 +14,7 @@ import uvicorn
 from .http import build_app
 from .settings import DEFAULTS, MiB, ServerSettings
 from .workspace import Workspace
+from .workspaces import Registry
 
 _REQUEST_HEAD_BUFFER = 2 * MiB  # h11's default of 16 KB would drop a longer head without a JSON answer
 
@@ -71,6 +72,7 @@ def serve(
     try:
         for line in workspace.build().lines:
             echo(f"  {line}")
+        registry = Registry(workspace)  # and the workspaces `tb --local` created, rebuilt from their datafiles
         base = f"http://{host}:{port}"
 
         def announce() -> None:
@@ -80,7 +82,7 @@ def serve(
                 echo(f"  {line}")
 
         config = uvicorn.Config(
-            build_app(workspace),
+            build_app(registry),
             host=host,
             port=port,
             log_level="warning",

@@ -44,7 +44,7 @@ def used_tables(sql: str, what: str) -> list[tuple[str, str, str]]:
         raise bad_request(f"{what}: {message.removeprefix('DB::Exception: ')}") from None
 
 
-def check_condition(condition: str, datasource: str, parameter: str) -> None:
+def check_condition(condition: str, datasource: str, parameter: str, database: str = DATABASE) -> None:
     """A `replace_condition` or `delete_condition`: one expression over `datasource`'s own columns, checked as
     it runs (`... FROM <datasource> WHERE (<condition>)`), so it cannot close that parenthesis and go on."""
     if not condition or not condition.strip():
@@ -60,12 +60,12 @@ def check_condition(condition: str, datasource: str, parameter: str) -> None:
     if depth != 0:
         raise bad_request(f"{parameter} has unbalanced parentheses: it must be one SQL condition")
     refuse_file_output(condition, parameter)
-    statement = f"SELECT count() FROM {ddl.table(datasource)} WHERE ({condition})"
-    for database, name, function in used_tables(statement, parameter):
+    statement = f"SELECT count() FROM {ddl.table(datasource, database)} WHERE ({condition})"
+    for used_db, name, function in used_tables(statement, parameter):
         if function:
             raise bad_request(f"{parameter} may not call the table function {function}()")
-        if name != datasource or database not in ("", DATABASE):
-            where = f"{database}.{name}" if database else name
+        if name != datasource or used_db not in ("", database):
+            where = f"{used_db}.{name}" if used_db else name
             raise bad_request(f"{parameter} may read only the columns of {datasource}, not {where}")
 
 

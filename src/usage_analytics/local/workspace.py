@@ -141,20 +141,39 @@ class BuildReport:
 
 
 class Workspace:
-    def __init__(self, project_dir: Path, data_dir: Path, settings: ServerSettings = DEFAULTS):
+    """One Tinybird workspace: a chDB database of tables and views built from a project folder, its tokens and jobs.
+
+    Several share one Engine (chDB allows one data path per process); `state_dir` holds this one's tokens and
+    build state (the data dir itself for the workspace `--project-dir` builds).
+    """
+
+    def __init__(
+        self,
+        project_dir: Path,
+        data_dir: Path,
+        settings: ServerSettings = DEFAULTS,
+        engine: Engine | None = None,
+        database: str = DATABASE,
+        state_dir: Path | None = None,
+    ):
         self.settings = settings
+        self.database = database
+        self.name = Path(project_dir).name  # the registry names workspaces (workspaces.py)
         self._gates: dict[str, DatasourceGate] = {}
         self._gates_lock = threading.Lock()
         self.jobs: OrderedDict[str, ImportResult] = OrderedDict()  # the latest jobs, for /v0/jobs/<id>
         self.project_dir = Path(project_dir).resolve()
         self.data_dir = Path(data_dir).resolve()
-        self.engine = Engine(self.data_dir, settings)
+        self._owns_engine = engine is None
+        self.engine = engine or Engine(self.data_dir, settings)
+        self.engine.query(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        self.state_dir = Path(state_dir or self.data_dir)
         self.snapshot = SnapshotLock()  # reads share it; a replace or delete swaps its tables in under it alone
-        self.tokens = TokenStore(self.data_dir)
+        self.tokens = TokenStore(self.state_dir)
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
         self._render_cache = RenderCache(settings.render_cache_bytes)  # all pipes' rendered SQL, in bytes
-        self._state_path = self.data_dir / "workspace.json"
+        self._state_path = self.state_dir / "workspace.json"
         self._build_lock = threading.Lock()
 
     # ---- build -------------------------------------------------------------------------------------
@@ -166,11 +185,11 @@ class Workspace:
         plan, problems = {}, []
         for name, ds in project.datasources.items():
             wanted, old = ddl.signature(ds), stored.get(name)
-            if not self.engine.table_exists(name):
+            if not self.engine.table_exists(name, self.database):
                 plan[name] = "create"
             elif old is None or old == wanted:
                 plan[name] = "keep" if old == wanted else "adopt"
-            elif (rows := self.engine.row_count(name)) == 0:
+            elif (rows := self.engine.row_count(name, self.database)) == 0:
                 plan[name] = "recreate"
             elif old["engine"] == wanted["engine"] and _shapes(wanted["columns"][: len(old["columns"])]) == _shapes(
                 old["columns"]
@@ -196,7 +215,7 @@ class Workspace:
             # a mutation that failed (left by an older version's DELETE) would block every later one on its table
             self.engine.query(
                 "KILL MUTATION WHERE database = {db:String} AND NOT is_done AND latest_fail_reason != '' SYNC",
-                params={"db": DATABASE},
+                params={"db": self.database},
             )
             self._drop_materialized_views()
             fresh = set()
@@ -224,7 +243,7 @@ class Workspace:
                 report.add(f"endpoint {pipe}: /v0/pipes/{pipe}.json")
             for name, ds in project.datasources.items():
                 fixture = project.fixture_for(name)
-                if fixture is not None and self.engine.row_count(name) == 0:
+                if fixture is not None and self.engine.row_count(name, self.database) == 0:
                     result = self.ingest_file(ds, fixture)
                     report.add(
                         f"datasource {name}: loaded {result.successful_rows} rows from {fixture.name}"
@@ -235,33 +254,33 @@ class Workspace:
     def _apply(self, ds: Datasource, action: str, old: dict | None) -> None:
         quarantine = ds.name + ddl.QUARANTINE_SUFFIX
         if action == "recreate":
-            self.engine.query(f"DROP TABLE {ddl.table(ds.name)}")
-            self.engine.query(f"DROP TABLE IF EXISTS {ddl.table(quarantine)}")
+            self.engine.query(f"DROP TABLE {self._table(ds.name)}")
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(quarantine)}")
         if action in ("create", "recreate"):
-            self.engine.query(ddl.create_table(ds))
+            self.engine.query(ddl.create_table(ds, self.database))
         if action == "extend":
             for column, before in zip(ds.columns, old["columns"], strict=False):
                 if ddl.column_sql(column) != before:  # only its DEFAULT changed (the plan checked the rest)
                     # parts written before the column existed compute it from the DEFAULT when read: write
                     # those values down first, or the new DEFAULT would change rows already stored
-                    table = ddl.table(ds.name)
+                    table = self._table(ds.name)
                     self.engine.query(
                         f"ALTER TABLE {table} MATERIALIZE COLUMN `{column.name}` SETTINGS mutations_sync = 2"
                     )
                     change = ddl.column_sql(column) if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
                     self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {change}")
             for column in ds.columns[len(old["columns"]) :]:
-                self.engine.query(f"ALTER TABLE {ddl.table(ds.name)} ADD COLUMN {ddl.column_sql(column)}")
+                self.engine.query(f"ALTER TABLE {self._table(ds.name)} ADD COLUMN {ddl.column_sql(column)}")
                 self.engine.query(
-                    f"ALTER TABLE {ddl.table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
+                    f"ALTER TABLE {self._table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
                 )
             self._apply_indexes(ds, old.get("indexes", []))
-        self.engine.query(ddl.create_quarantine(ds))
+        self.engine.query(ddl.create_quarantine(ds, self.database))
 
     def _apply_indexes(self, ds: Datasource, old: list[str]) -> None:
         """A skipping index added to (or removed from) a datasource with data is built over (or dropped from)
         the rows it holds; the rows themselves stay."""
-        table = ddl.table(ds.name)
+        table = self._table(ds.name)
         for index in old:
             if index not in ds.indexes:
                 self.engine.query(f"ALTER TABLE {table} DROP INDEX `{ddl.index_name(index)}`")
@@ -275,7 +294,7 @@ class Workspace:
         for name, ds in project.datasources.items():
             if "MergeTree" in ds.engine:
                 self.engine.query(
-                    f"ALTER TABLE {ddl.table(name)} MODIFY SETTING "
+                    f"ALTER TABLE {self._table(name)} MODIFY SETTING "
                     f"fsync_after_insert = {value}, fsync_part_directory = {value}"
                 )
 
@@ -289,24 +308,24 @@ class Workspace:
     def _drop_materialized_views(self) -> None:
         views = self.engine.rows(
             "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'",
-            {"db": DATABASE},
+            {"db": self.database},
         )
         for view in views:
-            self.engine.query(f"DROP VIEW {ddl.table(view['name'])}")
+            self.engine.query(f"DROP VIEW {self._table(view['name'])}")
 
     def _create_materialized_view(self, pipe, backfill: bool) -> str:
         node = pipe.output_node
         select = self._renderers[pipe.name].render({}, node.name)
-        self.engine.query(ddl.create_materialized_view(pipe.name, node.name, node.target, select))
+        self.engine.query(ddl.create_materialized_view(pipe.name, node.name, node.target, select, self.database))
         if backfill:
-            self.engine.query(f"INSERT INTO {ddl.table(node.target)} {select}")
+            self.engine.query(f"INSERT INTO {self._table(node.target)} {select}")
             return f"materialization {pipe.name} -> {node.target}: created, backfilled"
         return f"materialization {pipe.name} -> {node.target}: created"
 
     def _resolve_table(self, name: str, values: dict) -> tuple[str, str] | None:
         base = name.removesuffix(ddl.QUARANTINE_SUFFIX)
         if name in self.project.datasources or base in self.project.datasources:
-            return (DATABASE, name)
+            return (self.database, name)
         renderer = self._renderers.get(name)
         if renderer is not None:
             return ("", f"({renderer.render(values)})")
@@ -328,14 +347,14 @@ class Workspace:
             return self._gates[ds.name]
 
     def ingest(self, ds: Datasource, body: bytes) -> IngestResult:
-        return ingest_lines(self.engine, ds, split_lines(body))
+        return ingest_lines(self.engine, ds, split_lines(body), database=self.database)
 
     def ingest_file(self, ds: Datasource, path: Path) -> IngestResult:
         """Stream an NDJSON file in chunks, so a file of any size loads in bounded memory."""
         ok = bad = 0
         with open(path, "rb") as handle:
             for chunk in formats.chunks("ndjson", handle, ds, {}):
-                result = ingest_lines(self.engine, ds, chunk.lines)
+                result = ingest_lines(self.engine, ds, chunk.lines, database=self.database)
                 ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
         return IngestResult(ok, bad, "fixtures")
 
@@ -359,43 +378,50 @@ class Workspace:
         if condition and mode != "replace":
             raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
         if condition:
-            sqlcheck.check_condition(condition, ds.name, "replace_condition")
+            sqlcheck.check_condition(condition, ds.name, "replace_condition", self.database)
         result = ImportResult("replace" if mode == "replace" else "import", ds, condition=condition or None)
         view = formats.positional(ds) if fmt == "csv" else ds
         staging = self._staging_table(ds)
         try:
             for chunk in formats.chunks(fmt, stream, ds, dialect or {}, self.settings):
-                done = ingest_lines(self.engine, view, chunk.lines, into=ddl.table(staging), import_id=result.id)
+                done = ingest_lines(
+                    self.engine,
+                    view,
+                    chunk.lines,
+                    into=self._table(staging),
+                    import_id=result.id,
+                    database=self.database,
+                )
                 if chunk.rejected:
-                    quarantine_rows(self.engine, ds, chunk.rejected, result.id)
+                    quarantine_rows(self.engine, ds, chunk.rejected, result.id, self.database)
                 result.rows += done.successful_rows
                 result.quarantined += done.quarantined_rows + len(chunk.rejected)
                 result.bytes += sum(len(line) for line in chunk.lines)
             with self.gate(ds).exclusive():
                 if mode == "append":
-                    self.engine.query(f"INSERT INTO {ddl.table(ds.name)} SELECT * FROM {ddl.table(staging)}")
+                    self.engine.query(f"INSERT INTO {self._table(ds.name)} SELECT * FROM {self._table(staging)}")
                 elif result.condition:
                     # the file's rows outside the condition are left out, as in Tinybird
                     result.rows = self._count_where(staging, result.condition, "replace_condition")
                     self._rewrite(ds, result.condition, add_from=staging)
                 else:
-                    swap_in(self.engine, self.snapshot, ds.name, staging, self._rollups_of(ds))
+                    swap_in(self.engine, self.snapshot, ds.name, staging, self._rollups_of(ds), self.database)
                 return self._remember(result)
         except BaseException:
             self.engine.query(
-                f"ALTER TABLE {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)} DELETE WHERE c__import_id = "
+                f"ALTER TABLE {self._table(ds.name + ddl.QUARANTINE_SUFFIX)} DELETE WHERE c__import_id = "
                 f"{{id:String}} SETTINGS mutations_sync = 2",
                 params={"id": result.id},
             )
             raise
         finally:
-            self.engine.query(f"DROP TABLE IF EXISTS {ddl.table(staging)}")
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(staging)}")
 
     def delete_rows(self, ds: Datasource, condition: str, dry_run: bool = False) -> ImportResult | int:
         """Delete the rows matching `condition` (or count them, on a dry run); roll-ups are rebuilt to match."""
         if not condition or not condition.strip():
             raise bad_request("The 'delete_condition' parameter is required: a SQL condition on the datasource")
-        sqlcheck.check_condition(condition, ds.name, "delete_condition")
+        sqlcheck.check_condition(condition, ds.name, "delete_condition", self.database)
         if dry_run:
             return self._count_where(ds.name, condition, "delete_condition")
         with self.gate(ds).exclusive():
@@ -405,19 +431,19 @@ class Workspace:
     def truncate(self, ds: Datasource) -> None:
         """Empty a datasource and its quarantine; materialized targets keep what they hold, as in Tinybird."""
         with self.gate(ds).exclusive():
-            self.engine.query(f"TRUNCATE TABLE {ddl.table(ds.name)}")
-            self.engine.query(f"TRUNCATE TABLE IF EXISTS {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX)}")
+            self.engine.query(f"TRUNCATE TABLE {self._table(ds.name)}")
+            self.engine.query(f"TRUNCATE TABLE IF EXISTS {self._table(ds.name + ddl.QUARANTINE_SUFFIX)}")
 
     def _staging_table(self, ds: Datasource) -> str:
         staging = f"_tb_staging_{ds.name}_{uuid.uuid4().hex[:12]}"
-        self.engine.query(f"CREATE TABLE {ddl.table(staging)} AS {ddl.table(ds.name)}")
+        self.engine.query(f"CREATE TABLE {self._table(staging)} AS {self._table(ds.name)}")
         return staging
 
     def _count_where(self, table: str, condition: str, parameter: str) -> int:
         """Rows of `table` matching a checked condition, run read-only over every row: a condition that fails
         on any stored value is a 400 here, before anything changes."""
         try:
-            sql = f"SELECT count() AS n FROM {ddl.table(table)} WHERE ({condition})"
+            sql = f"SELECT count() AS n FROM {self._table(table)} WHERE ({condition})"
             body = self.engine.query(sql, "JSON", readonly=True)
         except EngineError as exc:
             raise bad_request(f"Invalid {parameter} '{condition}': {exc}") from None
@@ -428,16 +454,16 @@ class Workspace:
         its roll-ups; the rows removed are counted. Callers hold the datasource's gate."""
         parameter = "replace_condition" if add_from else "delete_condition"
         matching = self._count_where(ds.name, condition, parameter)
-        shadow = shadow_table(self.engine, ds.name)
+        shadow = shadow_table(self.engine, ds.name, self.database)
         try:
-            kept = f"SELECT * FROM {ddl.table(ds.name)} WHERE NOT ifNull(({condition}), 0)"
-            self.engine.query(f"INSERT INTO {ddl.table(shadow)} {kept}")
+            kept = f"SELECT * FROM {self._table(ds.name)} WHERE NOT ifNull(({condition}), 0)"
+            self.engine.query(f"INSERT INTO {self._table(shadow)} {kept}")
             if add_from:
-                added = f"SELECT * FROM {ddl.table(add_from)} WHERE ({condition})"
-                self.engine.query(f"INSERT INTO {ddl.table(shadow)} {added}")
-            swap_in(self.engine, self.snapshot, ds.name, shadow, self._rollups_of(ds))
+                added = f"SELECT * FROM {self._table(add_from)} WHERE ({condition})"
+                self.engine.query(f"INSERT INTO {self._table(shadow)} {added}")
+            swap_in(self.engine, self.snapshot, ds.name, shadow, self._rollups_of(ds), self.database)
         finally:
-            self.engine.query(f"DROP TABLE IF EXISTS {ddl.table(shadow)}")
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(shadow)}")
         return matching
 
     def materializations_fed_by(self, ds: Datasource) -> list[tuple[Pipe, str]]:
@@ -445,7 +471,7 @@ class Workspace:
         fed = []
         for pipe in self.project.materializations.values():
             select = self._renderers[pipe.name].render({}, pipe.output_node.name)
-            if (DATABASE, ds.name) in {(t[0], t[1]) for t in sql_get_used_tables(select, table_functions=False)}:
+            if (self.database, ds.name) in {(t[0], t[1]) for t in sql_get_used_tables(select, table_functions=False)}:
                 fed.append((pipe, select))
         return fed
 
@@ -465,8 +491,8 @@ class Workspace:
             "engine": {"engine": ds.engine, **ds.engine_args},
             "columns": [{"name": c.name, "type": c.sql_type, "jsonpath": c.jsonpath} for c in ds.columns],
             "stats": {
-                "row_count": self.engine.row_count(ds.name),
-                "quarantine_rows": self.engine.row_count(ds.name + ddl.QUARANTINE_SUFFIX),
+                "row_count": self.engine.row_count(ds.name, self.database),
+                "quarantine_rows": self.engine.row_count(ds.name + ddl.QUARANTINE_SUFFIX, self.database),
             },
         }
 
@@ -507,14 +533,22 @@ class Workspace:
         datasources there instead)."""
         if database == "system":
             return True
-        if database not in ("", DATABASE):
+        if database not in ("", self.database):
             return False
         return name.removesuffix(ddl.QUARANTINE_SUFFIX) in self.project.datasources or (
             database == "" and name in self.project.pipes
         )
 
+    def _table(self, name: str) -> str:
+        return ddl.table(name, self.database)
+
+    def drop(self) -> None:
+        """Remove every table of this workspace (hard delete)."""
+        self.engine.query(f"DROP DATABASE IF EXISTS `{self.database}` SYNC")
+
     def close(self) -> None:
-        self.engine.close()
+        if self._owns_engine:
+            self.engine.close()
 
 
 def _adhoc_pipe(sql: str) -> Pipe:

@@ -17,10 +17,15 @@ from ..engine import EngineError
 from ..errors import RequestError, engine_failure
 from ..project import ProjectError
 from ..workspace import BuildError, Workspace
-from . import admin, datasources, events, pipes, sql
+from ..workspaces import Registry
+from . import admin, datasources, events, pipes, sql, workspaces
 from .limits import RequestLimits
 
 ROUTES = [
+    Route("/v1/user/workspaces", workspaces.list_workspaces),
+    Route("/v1/user/workspaces/", workspaces.list_workspaces),
+    Route("/v1/workspaces", workspaces.create, methods=["POST"]),
+    Route("/v1/workspaces/{id}", workspaces.delete, methods=["DELETE"]),
     Route("/v0/health", admin.health),
     Route("/tokens", admin.local_tokens),
     Route("/v0/tokens", admin.list_tokens),
@@ -70,10 +75,12 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error(500, f"Internal error: {type(exc).__name__}")
 
 
-def build_app(workspace: Workspace) -> Starlette:
+def build_app(workspaces: Registry | Workspace) -> Starlette:
+    """The API over the server's workspaces (or over one workspace alone)."""
+    registry = workspaces if isinstance(workspaces, Registry) else Registry(workspaces)
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestLimits, settings=workspace.settings)],
+        middleware=[Middleware(RequestLimits, settings=registry.first.settings)],
         exception_handlers={
             RequestError: _refused,
             ProjectError: _invalid_project,
@@ -83,5 +90,5 @@ def build_app(workspace: Workspace) -> Starlette:
             Exception: _internal,
         },
     )
-    app.state.workspace = workspace
+    app.state.registry = registry
     return app

@@ -6,17 +6,30 @@ from starlette.requests import Request
 
 from ..auth import Token
 from ..workspace import Workspace
+from ..workspaces import Registry
+
+
+def token_value(request: Request) -> str | None:
+    """The token as sent: `Authorization: Bearer <token>` or `?token=<token>`."""
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token")
+
+
+def registry(request: Request) -> Registry:
+    return request.app.state.registry
 
 
 def workspace(request: Request) -> Workspace:
-    return request.app.state.workspace
+    """The workspace the request's token belongs to (the server's first one when it has none)."""
+    found = getattr(request.state, "workspace", None)
+    if found is None:
+        found = request.state.workspace = registry(request).for_token(token_value(request))
+    return found
 
 
 def token(request: Request) -> Token:
-    """The caller's token, from `Authorization: Bearer` or `?token=`; a missing or unknown one is a 403."""
-    header = request.headers.get("authorization", "")
-    value = header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token")
-    return workspace(request).tokens.authenticate(value)
+    """The caller's token; a missing or unknown one is a 403."""
+    return workspace(request).tokens.authenticate(token_value(request))
 
 
 def admin(request: Request) -> Token:
