@@ -136,8 +136,10 @@ class PipeRenderer:
         pipe: Pipe,
         resolve_table: Callable[[str, dict], tuple[str, str] | None],
         cache: RenderCache | None = None,
+        secrets: Callable[[], list[str]] = list,
     ):
         self.pipe = pipe
+        self._secrets = secrets  # the names of the workspace's secrets, which `tb_secret('name')` may read
         self._resolve_table = resolve_table  # name -> (database, table) or ('', '(subquery)'), None if unknown
         self._cache = cache  # None: nothing is kept (a one-off /v0/sql query)
         self._serial = next(self._serials)
@@ -194,7 +196,10 @@ class PipeRenderer:
         if template is None:
             return node.sql
         try:
-            sql, _, _ = render_sql_template(template, dict(values), name=node.name, test_mode=test_mode)
+            secrets = [f"tb_secret_{name}" for name in self._secrets()]
+            sql, _, _ = render_sql_template(
+                template, dict(values), secrets=secrets, name=node.name, test_mode=test_mode
+            )
         except SQLTemplateException as exc:
             raise bad_request(str(exc).removeprefix("Template Syntax Error: ")) from None
         except ValueError as exc:  # the template's own {{ error('...') }}

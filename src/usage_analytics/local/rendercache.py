@@ -58,6 +58,11 @@ class RenderCache:
                 _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     @property
     def bytes(self) -> int:
         """What the entries take, keys included."""

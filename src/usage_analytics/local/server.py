@@ -70,6 +70,8 @@ def serve(
         settings = replace(settings, expose_tokens=_is_loopback(host))
     workspace = Workspace(project_dir, data_dir, settings)
     try:
+        # like Tinybird Local, the project's .env and .env.local become the workspace's secrets
+        workspace.secrets.load_env(workspace.project_dir)
         for line in workspace.build().lines:
             echo(f"  {line}")
         registry = Registry(workspace)  # and the workspaces `tb --local` created, rebuilt from their datafiles

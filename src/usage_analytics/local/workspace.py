@@ -30,6 +30,7 @@ from .pipes import PipeRenderer
 from .project import Datasource, Node, Pipe, Project, load_project
 from .rendercache import RenderCache
 from .rewrite import SnapshotLock, shadow_table, swap_in
+from .secrets import SecretStore
 from .settings import DEFAULTS, ServerSettings
 
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
@@ -99,7 +100,7 @@ class DatasourceGate:
 
 @dataclass
 class ImportResult:
-    """One Data Sources API operation, shaped as Tinybird's import and delete jobs."""
+    """One Data Sources API operation (an import or delete job); http/shapes.py gives its JSON."""
 
     kind: str  # import | replace | delete_data
     datasource: Datasource
@@ -108,28 +109,7 @@ class ImportResult:
     bytes: int = 0
     condition: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def as_json(self, base_url: str = "") -> dict:
-        job = {
-            "id": self.id,
-            "job_id": self.id,
-            "job_url": f"{base_url}/v0/jobs/{self.id}",
-            "kind": self.kind,
-            "status": "done",
-            "datasource": {"id": self.datasource.name, "name": self.datasource.name},
-            "error": False,
-        }
-        if self.kind == "delete_data":
-            return {**job, "delete_condition": self.condition, "rows_affected": self.rows}
-        return {
-            **job,
-            "import_id": self.id,
-            "mode": "replace" if self.kind == "replace" else "append",
-            "replace_condition": self.condition,
-            "statistics": {"bytes": self.bytes, "row_count": self.rows},
-            "quarantine_rows": self.quarantined,
-            "invalid_lines": 0,
-        }
+    created_at: float = field(default_factory=time.time)  # epoch seconds
 
 
 @dataclass
@@ -170,6 +150,7 @@ class Workspace:
         self.state_dir = Path(state_dir or self.data_dir)
         self.snapshot = SnapshotLock()  # reads share it; a replace or delete swaps its tables in under it alone
         self.tokens = TokenStore(self.state_dir)
+        self.secrets = SecretStore(self.state_dir)
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
         self._render_cache = RenderCache(settings.render_cache_bytes)  # all pipes' rendered SQL, in bytes
@@ -231,7 +212,8 @@ class Workspace:
             self._apply_fsync(project)
             self.project = project
             self._renderers = {
-                name: PipeRenderer(p, self._resolve_table, self._render_cache) for name, p in project.pipes.items()
+                name: PipeRenderer(p, self._resolve_table, self._render_cache, self.secrets.names)
+                for name, p in project.pipes.items()
             }
             for pipe in project.materializations.values():
                 try:
@@ -484,21 +466,6 @@ class Workspace:
             self.jobs.popitem(last=False)
         return result
 
-    def datasource_info(self, ds: Datasource) -> dict:
-        return {
-            "name": ds.name,
-            "description": ds.description,
-            "engine": {"engine": ds.engine, **ds.engine_args},
-            "columns": [{"name": c.name, "type": c.sql_type, "jsonpath": c.jsonpath} for c in ds.columns],
-            "stats": {
-                "row_count": self.engine.row_count(ds.name, self.database),
-                "quarantine_rows": self.engine.row_count(ds.name + ddl.QUARANTINE_SUFFIX, self.database),
-            },
-        }
-
-    def datasources_info(self) -> list[dict]:
-        return [self.datasource_info(ds) for ds in self.project.datasources.values()]
-
     # ---- data out ---------------------------------------------------------------------------------
     def endpoint(self, name: str) -> PipeRenderer:
         renderer = self._renderers.get(name)
@@ -509,9 +476,14 @@ class Workspace:
     def run_read_query(self, sql: str, fmt: str) -> bytes:
         try:
             with self.snapshot.read():
-                return self.engine.query(sql, fmt, readonly=True)
+                # a `tb_secret()` renders as a query parameter: its value is bound here, never put in the SQL
+                return self.engine.query(sql, fmt, params=self.secrets.values(), readonly=True)
         except EngineError as exc:
             raise query_error(exc, self.settings) from None
+
+    def secrets_changed(self) -> None:
+        """A secret created or deleted changes what `tb_secret()` renders to (a placeholder or its default)."""
+        self._render_cache.clear()
 
     def sql_query(self, q: str) -> tuple[bytes, str]:
         """An ad-hoc read over datasources and pipes (`/v0/sql`); FORMAT at the end picks the output."""
@@ -524,7 +496,7 @@ class Workspace:
         if not _READ_STATEMENT.match(q):
             raise bad_request("Only SELECT queries are supported in /v0/sql")
         sqlcheck.check_query(q, self._readable)
-        select = PipeRenderer(_adhoc_pipe(q), self._resolve_table).render({})
+        select = PipeRenderer(_adhoc_pipe(q), self._resolve_table, secrets=self.secrets.names).render({})
         return self.run_read_query(select, fmt), fmt
 
     def _readable(self, database: str, name: str) -> bool:

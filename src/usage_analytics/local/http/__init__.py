@@ -6,6 +6,8 @@ route table here; every error shaped into `{"error": ...}` by the exception hand
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,15 +20,23 @@ from ..errors import RequestError, engine_failure
 from ..project import ProjectError
 from ..workspace import BuildError, Workspace
 from ..workspaces import Registry
-from . import admin, datasources, events, pipes, sql, workspaces
+from . import admin, datasources, events, pipes, sql, variables, workspaces
 from .limits import RequestLimits
+
+_log = logging.getLogger("usage_analytics.local")
 
 ROUTES = [
     Route("/v1/user/workspaces", workspaces.list_workspaces),
     Route("/v1/user/workspaces/", workspaces.list_workspaces),
     Route("/v1/workspaces", workspaces.create, methods=["POST"]),
     Route("/v1/workspaces/{id}", workspaces.delete, methods=["DELETE"]),
+    Route("/v0/variables", variables.list_secrets),
+    Route("/v0/variables", variables.create, methods=["POST"]),
+    Route("/v0/variables/{name}", variables.read),
+    Route("/v0/variables/{name}", variables.update, methods=["PUT"]),
+    Route("/v0/variables/{name}", variables.delete, methods=["DELETE"]),
     Route("/v0/health", admin.health),
+    Route("/version", admin.version),
     Route("/tokens", admin.local_tokens),
     Route("/v0/tokens", admin.list_tokens),
     Route("/v0/workspace", admin.workspace_info),
@@ -36,13 +46,18 @@ ROUTES = [
     Route("/v0/pipes/openapi.json", pipes.openapi),
     Route("/v0/pipes/{name}/openapi.json", pipes.openapi),
     Route("/v0/pipes/{name}/explain", pipes.explain),
-    Route("/v0/pipes/{file}", pipes.data, methods=["GET", "POST"]),
+    Route("/v0/pipes/{name}.{fmt}", pipes.data, methods=["GET", "POST"]),
+    Route("/v0/pipes/{name}", pipes.describe),
+    Route("/examples/query.http", pipes.example_url),
     Route("/v0/sql", sql.query, methods=["GET", "POST"]),
     Route("/v0/datasources", datasources.list_datasources),
     Route("/v0/datasources", datasources.import_data, methods=["POST"]),
     Route("/v0/datasources/{name}", datasources.info),
     Route("/v0/datasources/{name}/truncate", datasources.truncate, methods=["POST"]),
     Route("/v0/datasources/{name}/delete", datasources.delete, methods=["POST"]),
+    Route("/v1/datasources/{name}/append", datasources.append_v1, methods=["POST"]),
+    Route("/v1/datasources/{name}/replace", datasources.replace_v1, methods=["POST"]),
+    Route("/v0/jobs", datasources.list_jobs),
     Route("/v0/jobs/{id}", datasources.job),
 ]
 
@@ -72,6 +87,8 @@ async def _http(request: Request, exc: HTTPException) -> Response:
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
+    # a bug: the caller gets its name only, the server's log gets the traceback
+    _log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error(500, f"Internal error: {type(exc).__name__}")
 
 

@@ -1,10 +1,13 @@
-"""Health, tokens, the workspace and its build: the routes that are about the server rather than the data."""
+"""Health, version, tokens, the workspace and its build: the routes that are about the server rather than the data."""
 
 from __future__ import annotations
 
+from importlib.metadata import version as package_version
+
+import chdb
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import RequestError
 from .common import admin, workspace
@@ -12,6 +15,11 @@ from .common import admin, workspace
 
 async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def version(request: Request) -> Response:
+    """Tinybird Local's `GET /version`, as text: `tb local version` prints it."""
+    return PlainTextResponse(f"usage-analytics {package_version('usage-analytics')} (chDB {chdb.__version__})")
 
 
 async def local_tokens(request: Request) -> Response:
@@ -38,5 +46,8 @@ async def workspace_info(request: Request) -> Response:
 
 async def build(request: Request) -> Response:
     admin(request)
-    report = await run_in_threadpool(workspace(request).build)
+    ws = workspace(request)
+    ws.secrets.load_env(ws.project_dir)  # .env and .env.local are the project's secrets, as in Tinybird Local
+    ws.secrets_changed()
+    report = await run_in_threadpool(ws.build)
     return JSONResponse({"result": "success", "changes": report.lines})

@@ -10,22 +10,27 @@ from starlette.responses import JSONResponse, Response
 
 from .. import bodies, formats, remote
 from ..errors import RequestError, bad_request
+from . import shapes
 from .common import admin, base_url, token, workspace
+
+# the format of a raw body, by its Content-Type: what `tb datasource append` and `tb build` send
+_CONTENT_TYPES = {"application/x-ndjson": "ndjson", "text/csv": "csv", "application/vnd.apache.parquet": "parquet"}
 
 
 async def list_datasources(request: Request) -> Response:
     # only the datasources the token may read (DATASOURCES:READ, or admin), as Tinybird lists them:
     # https://docs.tinybird.co/api-reference/datasource-api
     ws, caller = workspace(request), token(request)
-    listed = await run_in_threadpool(ws.datasources_info)
-    return JSONResponse({"datasources": [d for d in listed if caller.allows("DATASOURCES:READ", d["name"])]})
+    readable = [ds for name, ds in ws.project.datasources.items() if caller.allows("DATASOURCES:READ", name)]
+    listed = await run_in_threadpool(lambda: [shapes.datasource(ws, ds) for ds in readable])
+    return JSONResponse({"datasources": listed})
 
 
 async def info(request: Request) -> Response:
     ws = workspace(request)
     ws.tokens.require(token(request), "DATASOURCES:READ", request.path_params["name"])  # no hint whether it exists
     ds = ws.datasource(request.path_params["name"])
-    return JSONResponse(await run_in_threadpool(ws.datasource_info, ds))
+    return JSONResponse(await run_in_threadpool(shapes.datasource, ws, ds))
 
 
 async def _source(request: Request, allow_admin_files: bool):
@@ -62,10 +67,24 @@ async def _source(request: Request, allow_admin_files: bool):
 
 
 async def import_data(request: Request) -> Response:
-    """`mode=append|replace` with an uploaded file, a body, or `url=`."""
+    """`POST /v0/datasources?name=&mode=append|replace` with an uploaded file, a body, or `url=`."""
+    params = request.query_params
+    return await _import(request, params.get("name"), params.get("mode", "append"))
+
+
+async def append_v1(request: Request) -> Response:
+    """`POST /v1/datasources/<name>/append`: the same import, named by its path, as the `tb` CLI sends it (the raw
+    file as the body, its format in `format=` or the Content-Type)."""
+    return await _import(request, request.path_params["name"], "append")
+
+
+async def replace_v1(request: Request) -> Response:
+    return await _import(request, request.path_params["name"], "replace")
+
+
+async def _import(request: Request, name: str | None, mode: str) -> Response:
     ws, caller, params = workspace(request), token(request), request.query_params
-    mode = params.get("mode", "append")
-    ds = ws.datasource(params.get("name"))
+    ds = ws.datasource(name)
     if mode == "append":
         ws.tokens.require(caller, "DATASOURCES:APPEND", ds.name)
     else:
@@ -74,13 +93,14 @@ async def import_data(request: Request) -> Response:
         raise bad_request("replace_condition applies only to mode=replace; an append adds every row of the file")
     stream, source, field_name = await _source(request, caller.admin)
     try:
-        fmt = formats.detect_format(params.get("format"), field_name, source)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        fmt = formats.detect_format(params.get("format"), field_name, source, _CONTENT_TYPES.get(content_type))
         dialect = {"delimiter": params.get("dialect_delimiter"), "escapechar": params.get("dialect_escapechar")}
         condition = params.get("replace_condition")
         result = await run_in_threadpool(ws.import_file, ds, fmt, stream, mode, condition, dialect)
     finally:
         stream.close()
-    return JSONResponse(result.as_json(base_url(request)))
+    return JSONResponse(shapes.job(result, base_url(request)))
 
 
 async def delete(request: Request) -> Response:
@@ -93,7 +113,7 @@ async def delete(request: Request) -> Response:
     result = await run_in_threadpool(ws.delete_rows, ds, str(condition), dry_run)
     if dry_run:
         return JSONResponse({"rows_to_be_deleted": result})
-    return JSONResponse(result.as_json(base_url(request)))
+    return JSONResponse(shapes.job(result, base_url(request)))
 
 
 async def truncate(request: Request) -> Response:
@@ -110,4 +130,17 @@ async def job(request: Request) -> Response:
         raise RequestError(404, f"Job '{request.path_params['id']}' not found")
     if not caller.has_scope_on(found.datasource.name):  # a job is its datasource's: admin, or a scope on it
         raise RequestError(403, f"Forbidden: token {caller.name} has no scope on {found.datasource.name}")
-    return JSONResponse(found.as_json(base_url(request)))
+    return JSONResponse(shapes.job(found, base_url(request)))
+
+
+async def list_jobs(request: Request) -> Response:
+    """The workspace's latest jobs, newest first (admin), optionally of one `status` and `kind`, as `tb job ls`
+    and `tb deploy` ask."""
+    admin(request)
+    status, kind = request.query_params.get("status"), request.query_params.get("kind")
+    listed = [
+        shapes.job_summary(found, base_url(request))
+        for found in reversed(list(workspace(request).jobs.values()))  # a copy: imports add jobs meanwhile
+        if kind in (None, found.kind) and status in (None, "done")
+    ]
+    return JSONResponse({"jobs": listed})

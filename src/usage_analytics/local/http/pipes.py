@@ -1,16 +1,19 @@
-"""The Pipes API: an endpoint's data (`/v0/pipes/<name>.json|.csv|.ndjson`), its SQL and plan, OpenAPI, the list."""
+"""The Pipes API: an endpoint's data (`/v0/pipes/<name>.json|.csv|.ndjson`), its SQL and plan, OpenAPI, the pipe
+objects (one, and the list), and the example URL the `tb` CLI prints for an endpoint."""
 
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import bodies
-from ..errors import RequestError
+from ..errors import RequestError, bad_request
 from ..openapi import document as openapi_document
+from . import shapes
 from .common import admin, base_url, parameters, token, workspace
 
 _OUTPUT_FORMATS = {
@@ -21,15 +24,15 @@ _OUTPUT_FORMATS = {
 
 
 async def data(request: Request) -> Response:
-    name, _, ext = request.path_params["file"].rpartition(".")
-    if ext not in _OUTPUT_FORMATS or not name:
+    name, ext = request.path_params["name"], request.path_params["fmt"]
+    if ext not in _OUTPUT_FORMATS:
         raise RequestError(404, f"Unknown format '{ext}': use .json, .csv or .ndjson")
     ws, caller = workspace(request), token(request)
     renderer = ws.endpoint(name)
     ws.tokens.require(caller, "PIPES:READ", name)
     values = parameters(request)
-    if request.method == "POST" and request.headers.get("content-type", "").startswith("application/json"):
-        values.update(await bodies.json_parameters(request, ws.settings.max_form_body, ws.settings.max_param_bytes))
+    if request.method == "POST":
+        values.update(await _posted_parameters(request))
     values.update(caller.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
     fmt, media = _OUTPUT_FORMATS[ext]
 
@@ -66,13 +69,54 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(openapi_document, ws, readable, base_url(request)))
 
 
+async def _posted_parameters(request: Request) -> dict[str, str]:
+    """Parameters in a POST body: a JSON object, or a form (`tb endpoint data` posts one when its URL would pass
+    4096 characters), each value bounded as in the URL."""
+    limits = workspace(request).settings
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return await bodies.json_parameters(request, limits.max_form_body, limits.max_param_bytes)
+    if not bodies.is_form(request):
+        return {}
+    form = await bodies.form(request, limits.max_form_body, "a pipe's parameters")
+    values = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "token"}
+    bodies.check_values(values, limits.max_param_bytes)
+    return values
+
+
+async def describe(request: Request) -> Response:
+    """`GET /v0/pipes/<name>`: the pipe object, with its nodes' SQL and types (what `tb test run` reads)."""
+    ws, caller, name = workspace(request), token(request), request.path_params["name"]
+    ws.tokens.require(caller, "PIPES:READ", name)  # before the lookup: no hint whether it exists
+    found = ws.project.pipes.get(name)
+    if found is None:
+        raise RequestError(404, f"Pipe '{name}' not found")
+    return JSONResponse(shapes.pipe(found, base_url(request)))
+
+
 async def list_pipes(request: Request) -> Response:
-    # only the pipes the token may read: "the pipes you have access to", as Tinybird lists them
-    # (https://www.tinybird.co/docs/forward/dev-reference/commands/tb-pipe)
-    ws, caller = workspace(request), token(request)
-    pipes = [
-        {"name": p.name, "description": p.description, "type": p.kind or "default", "nodes": [n.name for n in p.nodes]}
-        for p in ws.project.pipes.values()
-        if caller.allows("PIPES:READ", p.name)
-    ]
+    """The pipes the token may read: "the pipes you have access to", as Tinybird lists them
+    (https://www.tinybird.co/docs/forward/dev-reference/commands/tb-pipe); `attrs=` and `node_attrs=` keep only
+    the fields named, as `tb endpoint ls` asks."""
+    ws, caller, params = workspace(request), token(request), request.query_params
+    attrs, node_attrs = params.get("attrs", ""), params.get("node_attrs", "")
+    pipes = []
+    for found in ws.project.pipes.values():
+        if caller.allows("PIPES:READ", found.name):
+            shape = shapes.pipe(found, base_url(request))
+            nodes = [shapes.only(n, node_attrs) for n in shape["nodes"]]
+            pipes.append({**shapes.only(shape, attrs), "nodes": nodes})
     return JSONResponse({"pipes": pipes})
+
+
+async def example_url(request: Request) -> Response:
+    """`GET /examples/query.http?pipe=&format=&token=`: the URL of an endpoint's data, as text. Tinybird Local
+    answers with its internal address (the CLI puts its own host in place of `http://localhost:8001`); this server
+    answers with the address it was called at, which is right for the CLI and for anyone else."""
+    ws, params = workspace(request), request.query_params
+    name, fmt = params.get("pipe", ""), params.get("format", "json")
+    ws.tokens.require(token(request), "PIPES:READ", name)
+    ws.endpoint(name)
+    if fmt not in _OUTPUT_FORMATS:
+        raise bad_request(f"Unknown format '{fmt}': use json, csv or ndjson")
+    query = urlencode({k: params[k] for k in ("q", "token") if params.get(k)})
+    return PlainTextResponse(f"{base_url(request)}/v0/pipes/{name}.{fmt}" + (f"?{query}" if query else ""))
