@@ -16,7 +16,12 @@ SKIPPED_DIRS = {".venv", ".git", "node_modules", ".tinybird-local", "__pycache__
 
 
 class ProjectError(Exception):
-    """A datafile that cannot be loaded; the message names the file."""
+    """Datafiles that cannot be loaded: each problem is the file (None for the project as a whole) and what is wrong
+    with it; the message names the files."""
+
+    def __init__(self, *problems: tuple[Path | None, str]):
+        super().__init__("\n".join(f"{path}: {detail}" if path else detail for path, detail in problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -110,9 +115,9 @@ def _parse(parser, path: Path):
     try:
         return parser(str(path)).datafile
     except click.ClickException as exc:  # the parser reports through click
-        raise ProjectError(f"{path}: {exc.message}") from None
+        raise ProjectError((path, exc.message)) from None
     except Exception as exc:
-        raise ProjectError(f"{path}: {exc}") from None
+        raise ProjectError((path, str(exc))) from None
 
 
 def _tokens(datafile) -> tuple[tuple[str, str], ...]:
@@ -140,7 +145,7 @@ def load_datasource(path: Path) -> Datasource:
         for c in node["columns"]
     )
     if not columns:
-        raise ProjectError(f"{path}: a datasource needs a SCHEMA with at least one column")
+        raise ProjectError((path, "a datasource needs a SCHEMA with at least one column"))
     return Datasource(
         name=path.stem,
         columns=columns,
@@ -166,7 +171,7 @@ def load_pipe(path: Path) -> Pipe:
         for n in datafile.nodes
     )
     if not nodes:
-        raise ProjectError(f"{path}: a pipe needs at least one NODE")
+        raise ProjectError((path, "a pipe needs at least one NODE"))
     return Pipe(
         name=path.stem,
         nodes=nodes,
@@ -176,24 +181,38 @@ def load_pipe(path: Path) -> Pipe:
     )
 
 
+def _load_each(paths: list[Path], loader, problems: list[tuple[Path | None, str]]) -> list:
+    """Every datafile that loads; the problems of those that do not are added to `problems`, so that a build
+    reports every broken file at once, as Tinybird does."""
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append(loader(path))
+        except ProjectError as exc:
+            problems.extend(exc.problems)
+    return loaded
+
+
 def load_project(root: Path) -> Project:
     """Every datafile under `root`; a name used twice is an error, as in Tinybird."""
     root = root.resolve()
     if not root.is_dir():
-        raise ProjectError(f"project folder {root} does not exist")
+        raise ProjectError((None, f"project folder {root} does not exist"))
     project = Project(root=root)
-    for path in _datafiles(root, ".datasource"):
-        ds = load_datasource(path)
+    problems: list[tuple[Path | None, str]] = []
+    for ds in _load_each(_datafiles(root, ".datasource"), load_datasource, problems):
         if ds.name in project.datasources:
-            raise ProjectError(f"{path}: datasource {ds.name} is defined twice")
+            problems.append((Path(ds.path), f"datasource {ds.name} is defined twice"))
         project.datasources[ds.name] = ds
-    for path in _datafiles(root, ".pipe"):
-        pipe = load_pipe(path)
+    for pipe in _load_each(_datafiles(root, ".pipe"), load_pipe, problems):
         if pipe.name in project.pipes or pipe.name in project.datasources:
-            raise ProjectError(f"{path}: the name {pipe.name} is already used")
+            problems.append((Path(pipe.path), f"the name {pipe.name} is already used"))
         project.pipes[pipe.name] = pipe
+    unparsed = {path.stem for path, _ in problems if path}  # a target in a broken file is reported as that file
     for pipe in project.pipes.values():
         for node in pipe.nodes:
-            if node.target and node.target not in project.datasources:
-                raise ProjectError(f"{pipe.path}: node {node.name} writes to unknown datasource {node.target}")
+            if node.target and node.target not in project.datasources and node.target not in unparsed:
+                problems.append((Path(pipe.path), f"node {node.name} writes to unknown datasource {node.target}"))
+    if problems:
+        raise ProjectError(*problems)
     return project

@@ -36,6 +36,7 @@ from .settings import DEFAULTS, ServerSettings
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _DEFAULT_CLAUSE = re.compile(r" DEFAULT .*$", re.DOTALL)
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
+_QUERY_NODE = "/v0/sql"  # the node a `/v0/sql` query becomes: no datafile's node can have this name
 
 
 class BuildError(Exception):
@@ -485,19 +486,36 @@ class Workspace:
         """A secret created or deleted changes what `tb_secret()` renders to (a placeholder or its default)."""
         self._render_cache.clear()
 
-    def sql_query(self, q: str) -> tuple[bytes, str]:
-        """An ad-hoc read over datasources and pipes (`/v0/sql`); FORMAT at the end picks the output."""
+    def sql_query(self, q: str, pipeline: str | None = None, values: dict[str, str] | None = None) -> tuple[bytes, str]:
+        """An ad-hoc read over datasources and pipes (`/v0/sql`); FORMAT at the end picks the output.
+
+        A templated `q` (`%` first) is rendered with `values`, and with `pipeline` the names of that pipe's nodes
+        read those nodes, as in the pipe: how `tb test run` reads a node of a pipe that is not an endpoint.
+        """
         if not q or not q.strip():
             raise bad_request("The 'q' parameter is required: a SELECT query")
         fmt = "TabSeparated"
         match = _FORMAT_CLAUSE.search(q)
         if match:
             fmt, q = match.group(1), q[: match.start()]
-        if not _READ_STATEMENT.match(q):
-            raise bad_request("Only SELECT queries are supported in /v0/sql")
-        sqlcheck.check_query(q, self._readable)
-        select = PipeRenderer(_adhoc_pipe(q), self._resolve_table, secrets=self.secrets.names).render({})
+        base = self.project.pipes.get(pipeline) if pipeline else None
+        if pipeline and base is None:
+            raise RequestError(404, f"Pipe '{pipeline}' not found")
+        nodes = base.nodes if base else ()
+        templated = q.lstrip().startswith("%")
+        if not templated:  # checked as written, so that a refusal speaks of the caller's own SQL
+            self._check_read(q, {n.name for n in nodes})
+        renderer = PipeRenderer(_adhoc_pipe(q, nodes), self._resolve_table, secrets=self.secrets.names)
+        select = renderer.render(values or {}, _QUERY_NODE)
+        if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined
+            self._check_read(select, set())
         return self.run_read_query(select, fmt), fmt
+
+    def _check_read(self, sql: str, nodes: set[str]) -> None:
+        if not _READ_STATEMENT.match(sql):
+            raise bad_request("Only SELECT queries are supported in /v0/sql")
+        readable = self._readable
+        sqlcheck.check_query(sql, lambda database, name: readable(database, name) or (not database and name in nodes))
 
     def _readable(self, database: str, name: str) -> bool:
         """What `/v0/sql` may read: the workspace's datasources, their quarantines and its pipes; and, since
@@ -523,9 +541,10 @@ class Workspace:
             self.engine.close()
 
 
-def _adhoc_pipe(sql: str) -> Pipe:
-    """A `/v0/sql` query as a one-node pipe, so it resolves datasources and pipes like any endpoint."""
-    return Pipe(name="query", nodes=(Node(name="query", sql=sql),))
+def _adhoc_pipe(sql: str, nodes: tuple[Node, ...] = ()) -> Pipe:
+    """A `/v0/sql` query as the last node of a pipe (after `nodes`, those of its `pipeline`), so it resolves
+    datasources, pipes and nodes like any endpoint."""
+    return Pipe(name="query", nodes=(*nodes, Node(name=_QUERY_NODE, sql=sql)))
 
 
 def _shapes(columns: list[str]) -> list[str]:

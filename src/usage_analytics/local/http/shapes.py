@@ -78,6 +78,7 @@ def datasource(ws: Workspace, ds: Datasource) -> dict:
         "SELECT total_bytes FROM system.tables WHERE database = {db:String} AND name = {name:String}",
         {"db": ws.database, "name": ds.name},
     )
+    size = int(stored or 0)
     when = _datafile_time(ds.path)
     return {
         "id": _stable_id("datasource", ds.name),
@@ -91,10 +92,11 @@ def datasource(ws: Workspace, ds: Datasource) -> dict:
         "columns": [{"name": c.name, "type": c.sql_type, "jsonpath": c.jsonpath} for c in ds.columns],
         "stats": {
             "row_count": rows,
+            "bytes": size,
             "quarantine_rows": ws.engine.row_count(ds.name + ddl.QUARANTINE_SUFFIX, ws.database),
         },
-        # what Tinybird answers today (and `tb build` reads to load a fixture only into an empty datasource)
-        "statistics": {"row_count": rows, "bytes": int(stored or 0)},
+        # Tinybird's current name for `stats`: `tb build` reads it to load a fixture only into an empty datasource
+        "statistics": {"row_count": rows, "bytes": size},
     }
 
 

@@ -1,4 +1,8 @@
-"""The Query API: `/v0/sql?q=SELECT ...` over the workspace's datasources and pipes (admin tokens)."""
+"""The Query API: `/v0/sql?q=SELECT ...` over the workspace's datasources and pipes (admin tokens).
+
+As `tb sql` and `tb test run` call it: `q` in the query string, a form, or (when long) the raw body; `pipeline=` names
+a pipe whose nodes `q` may read, and every other parameter is a template value for a templated `q` and those nodes.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import bodies
-from .common import admin, workspace
+from .common import admin, parameters, workspace
 
 _MEDIA = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson", "CSVWithNames": "text/csv"}
 
@@ -15,13 +19,18 @@ _MEDIA = {"JSON": "application/json", "JSONEachRow": "application/x-ndjson", "CS
 async def query(request: Request) -> Response:
     admin(request)
     ws = workspace(request)
-    q = request.query_params.get("q")
+    values = parameters(request)
+    q, pipeline = values.pop("q", None), values.pop("pipeline", None)
     if q is None and request.method == "POST":
         limit = ws.settings.max_form_body
         if bodies.is_form(request):
-            q = (await bodies.form(request, limit, "/v0/sql")).get("q")
+            form = await bodies.form(request, limit, "/v0/sql")
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "token"}
+            q, pipeline = fields.pop("q", None), fields.pop("pipeline", pipeline)
+            values.update(fields)
         else:  # the raw query as the body, as `tb sql` sends a long one
             bodies.encoding(request)
             q = (await bodies.read(request, limit, "/v0/sql")).decode("utf-8", "replace")
-    body, fmt = await run_in_threadpool(ws.sql_query, q or "")
+    bodies.check_values(values, ws.settings.max_param_bytes)
+    body, fmt = await run_in_threadpool(ws.sql_query, q or "", pipeline, values)
     return Response(body, media_type=_MEDIA.get(fmt, "text/plain; charset=utf-8"))
