@@ -12,7 +12,7 @@ _EXPORTS = {
     "ProjectError": ".project",
     "load_project": ".project",
     "serve": ".server",
-    "BuildError": ".workspace",
+    "BuildError": ".build",
     "Workspace": ".workspace",
 }
 __all__ = sorted(_EXPORTS)

@@ -136,6 +136,12 @@ class Engine:
     def row_count(self, name: str, database: str = DATABASE) -> int:
         return int(self.scalar(f"SELECT count() FROM {database}.`{name}`") or 0)
 
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._sessions_lock:
             for sess in self._sessions:

@@ -68,8 +68,7 @@ def serve(
     started = time.perf_counter()
     if settings.expose_tokens is None:  # GET /tokens answers anyone who can connect: by default only on loopback
         settings = replace(settings, expose_tokens=_is_loopback(host))
-    workspace = Workspace(project_dir, data_dir, settings)
-    try:
+    with Workspace(project_dir, data_dir, settings) as workspace:
         # like Tinybird Local, the project's .env and .env.local become the workspace's secrets
         workspace.secrets.load_env(workspace.project_dir)
         for line in workspace.build().lines:
@@ -92,5 +91,3 @@ def serve(
             h11_max_incomplete_event_size=_REQUEST_HEAD_BUFFER,
         )
         _AnnouncingServer(config, announce).run()
-    finally:
-        workspace.close()

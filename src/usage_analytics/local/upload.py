@@ -9,6 +9,8 @@ Tinybird's parser like any project folder.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from starlette.requests import Request
@@ -53,3 +55,21 @@ def write_folder(files: dict[PurePosixPath, str], folder: Path) -> None:
         target = folder.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
+
+
+@contextmanager
+def replacing(folder: Path) -> Iterator[None]:
+    """Within this block `folder` may be rewritten (with `write_folder`) and built; if the block raises, its
+    previous files come back: the workspace still serves them, and rebuilds from them after a restart."""
+    previous = folder.with_name(folder.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        folder.rename(previous)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous.exists():
+            previous.rename(folder)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)

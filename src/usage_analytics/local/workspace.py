@@ -1,8 +1,7 @@
 """A Tinybird workspace on chDB: builds a project into tables and views, ingests rows, answers pipes.
 
-A build is a deployment: it compares each datasource with what the data dir holds and creates, extends
-or (when empty) recreates tables; a change that would lose rows is refused before anything is touched.
-Materialized views are recreated on every build and backfill a target that the build created.
+What a build does to the tables (and what it reports as changed) is build.py's; the workspace then serves the
+project it built: its pipes, tokens and fixtures.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -23,24 +22,20 @@ from tinybird.sql_toolset import sql_get_used_tables
 
 from . import ddl, formats, sqlcheck
 from .auth import TokenStore
+from .build import Builder, BuildReport, State, read_project
 from .engine import DATABASE, Engine, EngineError
 from .errors import RequestError, bad_request
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer
-from .project import Datasource, Node, Pipe, Project, load_project
+from .project import Datasource, Node, Pipe, Project
 from .rendercache import RenderCache
 from .rewrite import SnapshotLock, shadow_table, swap_in
 from .secrets import SecretStore
 from .settings import DEFAULTS, ServerSettings
 
 _FORMAT_CLAUSE = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
-_DEFAULT_CLAUSE = re.compile(r" DEFAULT .*$", re.DOTALL)
 _READ_STATEMENT = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
 _QUERY_NODE = "/v0/sql"  # the node a `/v0/sql` query becomes: no datafile's node can have this name
-
-
-class BuildError(Exception):
-    """A build refused as a whole; nothing was changed."""
 
 
 class DatasourceGate:
@@ -113,14 +108,6 @@ class ImportResult:
     created_at: float = field(default_factory=time.time)  # epoch seconds
 
 
-@dataclass
-class BuildReport:
-    lines: list[str] = field(default_factory=list)
-
-    def add(self, line: str) -> None:
-        self.lines.append(line)
-
-
 class Workspace:
     """One Tinybird workspace: a chDB database of tables and views built from a project folder, its tokens and jobs.
 
@@ -155,72 +142,25 @@ class Workspace:
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
         self._render_cache = RenderCache(settings.render_cache_bytes)  # all pipes' rendered SQL, in bytes
-        self._state_path = self.state_dir / "workspace.json"
-        self._build_lock = threading.Lock()
+        self._builder = Builder(self.engine, database, settings, self.state_dir / "workspace.json")
+        self.build_lock = threading.RLock()  # held by a build, and by whoever writes the folder it builds from
 
     # ---- build -------------------------------------------------------------------------------------
-    def _stored_signatures(self) -> dict:
-        return json.loads(self._state_path.read_text()) if self._state_path.exists() else {}
-
-    def _plan(self, project: Project, stored: dict) -> dict[str, str]:
-        """What each datasource needs: create, keep, extend (add columns) or recreate (it is empty)."""
-        plan, problems = {}, []
-        for name, ds in project.datasources.items():
-            wanted, old = ddl.signature(ds), stored.get(name)
-            if not self.engine.table_exists(name, self.database):
-                plan[name] = "create"
-            elif old is None or old == wanted:
-                plan[name] = "keep" if old == wanted else "adopt"
-            elif (rows := self.engine.row_count(name, self.database)) == 0:
-                plan[name] = "recreate"
-            elif old["engine"] == wanted["engine"] and _shapes(wanted["columns"][: len(old["columns"])]) == _shapes(
-                old["columns"]
-            ):
-                plan[name] = "extend"  # new columns at the end, or a changed DEFAULT: the rows stay as they are
-            else:
-                changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
-                problems.append(
-                    f"datasource {name}: the change to its {changed} is incompatible with the {rows} rows it "
-                    "holds; only new columns at the end can be added to a datasource with data "
-                    "(truncate it first, or revert the change)"
-                )
-        if problems:
-            raise BuildError("\n".join(problems))
-        return plan
-
-    def build(self) -> BuildReport:
-        with self._build_lock:
-            project = load_project(self.project_dir)
-            stored = self._stored_signatures()
-            plan = self._plan(project, stored)
-            report = BuildReport()
-            # a mutation that failed (left by an older version's DELETE) would block every later one on its table
-            self.engine.query(
-                "KILL MUTATION WHERE database = {db:String} AND NOT is_done AND latest_fail_reason != '' SYNC",
-                params={"db": self.database},
-            )
-            self._drop_materialized_views()
-            fresh = set()
-            for name, action in plan.items():
-                try:
-                    self._apply(project.datasources[name], action, stored.get(name))
-                except EngineError as exc:
-                    raise BuildError(f"datasource {name}: {exc}") from None
-                report.add(f"datasource {name}: {action}")
-                if action in ("create", "recreate"):
-                    fresh.add(name)
-            self._save_signatures(project)
-            self._apply_fsync(project)
+    def build(self, project_dir: Path | None = None) -> BuildReport:
+        """Build the project in `project_dir` (by default the workspace's own folder: `--project-dir` for the
+        first workspace); from then on the workspace serves that project, and loads its fixtures into empty
+        datasources."""
+        with self.build_lock:
+            project = read_project(Path(project_dir or self.project_dir))
+            report = self._builder.apply_tables(project)
             self.project = project
             self._renderers = {
                 name: PipeRenderer(p, self._resolve_table, self._render_cache, self.secrets.names)
                 for name, p in project.pipes.items()
             }
-            for pipe in project.materializations.values():
-                try:
-                    report.add(self._create_materialized_view(pipe, backfill=pipe.output_node.target in fresh))
-                except (EngineError, RequestError) as exc:
-                    raise BuildError(f"materialization {pipe.name}: {exc}") from None
+            self._builder.create_views(
+                project, lambda pipe: self._renderers[pipe.name].render({}, pipe.output_node.name), report
+            )
             self.tokens.sync(project)
             for pipe in project.endpoints:
                 report.add(f"endpoint {pipe}: /v0/pipes/{pipe}.json")
@@ -234,77 +174,6 @@ class Workspace:
                     )
             return report
 
-    def _apply(self, ds: Datasource, action: str, old: dict | None) -> None:
-        quarantine = ds.name + ddl.QUARANTINE_SUFFIX
-        if action == "recreate":
-            self.engine.query(f"DROP TABLE {self._table(ds.name)}")
-            self.engine.query(f"DROP TABLE IF EXISTS {self._table(quarantine)}")
-        if action in ("create", "recreate"):
-            self.engine.query(ddl.create_table(ds, self.database))
-        if action == "extend":
-            for column, before in zip(ds.columns, old["columns"], strict=False):
-                if ddl.column_sql(column) != before:  # only its DEFAULT changed (the plan checked the rest)
-                    # parts written before the column existed compute it from the DEFAULT when read: write
-                    # those values down first, or the new DEFAULT would change rows already stored
-                    table = self._table(ds.name)
-                    self.engine.query(
-                        f"ALTER TABLE {table} MATERIALIZE COLUMN `{column.name}` SETTINGS mutations_sync = 2"
-                    )
-                    change = ddl.column_sql(column) if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
-                    self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {change}")
-            for column in ds.columns[len(old["columns"]) :]:
-                self.engine.query(f"ALTER TABLE {self._table(ds.name)} ADD COLUMN {ddl.column_sql(column)}")
-                self.engine.query(
-                    f"ALTER TABLE {self._table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
-                )
-            self._apply_indexes(ds, old.get("indexes", []))
-        self.engine.query(ddl.create_quarantine(ds, self.database))
-
-    def _apply_indexes(self, ds: Datasource, old: list[str]) -> None:
-        """A skipping index added to (or removed from) a datasource with data is built over (or dropped from)
-        the rows it holds; the rows themselves stay."""
-        table = self._table(ds.name)
-        for index in old:
-            if index not in ds.indexes:
-                self.engine.query(f"ALTER TABLE {table} DROP INDEX `{ddl.index_name(index)}`")
-        for index in ds.indexes:
-            if index not in old:
-                self.engine.query(f"ALTER TABLE {table} ADD {index}")
-                self.engine.query(f"ALTER TABLE {table} MATERIALIZE INDEX `{ddl.index_name(index)}`")
-
-    def _apply_fsync(self, project: Project) -> None:
-        value = int(self.settings.fsync)
-        for name, ds in project.datasources.items():
-            if "MergeTree" in ds.engine:
-                self.engine.query(
-                    f"ALTER TABLE {self._table(name)} MODIFY SETTING "
-                    f"fsync_after_insert = {value}, fsync_part_directory = {value}"
-                )
-
-    def _save_signatures(self, project: Project) -> None:
-        state = self._stored_signatures()
-        state.update({name: ddl.signature(ds) for name, ds in project.datasources.items()})
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self._state_path)
-
-    def _drop_materialized_views(self) -> None:
-        views = self.engine.rows(
-            "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'",
-            {"db": self.database},
-        )
-        for view in views:
-            self.engine.query(f"DROP VIEW {self._table(view['name'])}")
-
-    def _create_materialized_view(self, pipe, backfill: bool) -> str:
-        node = pipe.output_node
-        select = self._renderers[pipe.name].render({}, node.name)
-        self.engine.query(ddl.create_materialized_view(pipe.name, node.name, node.target, select, self.database))
-        if backfill:
-            self.engine.query(f"INSERT INTO {self._table(node.target)} {select}")
-            return f"materialization {pipe.name} -> {node.target}: created, backfilled"
-        return f"materialization {pipe.name} -> {node.target}: created"
-
     def _resolve_table(self, name: str, values: dict) -> tuple[str, str] | None:
         base = name.removesuffix(ddl.QUARANTINE_SUFFIX)
         if name in self.project.datasources or base in self.project.datasources:
@@ -313,6 +182,34 @@ class Workspace:
         if renderer is not None:
             return ("", f"({renderer.render(values)})")
         return None
+
+    # ---- deployments: hooks for staging.py, which builds a copy beside this database and swaps it in ------------
+    def staging_database(self, deployment_id: str) -> str:
+        """Where deployment `deployment_id` is staged (`drop` removes these with the workspace)."""
+        return f"{self.database}__d{deployment_id}"
+
+    def hold_tables(self, state: State) -> None:
+        """Record that the database holds tables with `state`'s signatures (put there by a deployment, not by a
+        build), so that the next build plans from them."""
+        state.save(self._builder.state_path)
+
+    @contextmanager
+    def writes_held(self) -> Iterator[None]:
+        """No build and no write to any datasource until the block ends (appends wait, as for a replace): the rows a
+        promotion carries over are then all the rows there are."""
+        with self.build_lock, ExitStack() as held:
+            for name in sorted(self.project.datasources):
+                held.enter_context(self.gate(self.project.datasources[name]).exclusive())
+            yield
+
+    def adopt(self, folder: Path, project: Project, move_tables: Callable[[], None]) -> None:
+        """Serve `project` (the datafiles in `folder`) from the tables `move_tables` puts into this database, in one
+        step that reads see whole. The caller holds `writes_held()`; the tables come with their rows and `project`'s
+        signatures, so the build keeps every one and backfills nothing."""
+        with self.build_lock, self.snapshot.publish():
+            move_tables()
+            self.hold_tables(State.of(project))
+            self.build(folder)
 
     # ---- data in ----------------------------------------------------------------------------------
     def datasource(self, name: str | None) -> Datasource:
@@ -533,8 +430,19 @@ class Workspace:
         return ddl.table(name, self.database)
 
     def drop(self) -> None:
-        """Remove every table of this workspace (hard delete)."""
-        self.engine.query(f"DROP DATABASE IF EXISTS `{self.database}` SYNC")
+        """Remove every table of this workspace (hard delete), its deployments' staging copies too."""
+        staged = self.engine.rows(
+            "SELECT name FROM system.databases WHERE startsWith(name, {prefix:String})",
+            {"prefix": self.staging_database("")},
+        )
+        for database in [row["name"] for row in staged] + [self.database]:
+            self.engine.query(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._owns_engine:
@@ -545,11 +453,6 @@ def _adhoc_pipe(sql: str, nodes: tuple[Node, ...] = ()) -> Pipe:
     """A `/v0/sql` query as the last node of a pipe (after `nodes`, those of its `pipeline`), so it resolves
     datasources, pipes and nodes like any endpoint."""
     return Pipe(name="query", nodes=(*nodes, Node(name=_QUERY_NODE, sql=sql)))
-
-
-def _shapes(columns: list[str]) -> list[str]:
-    """Column definitions without their DEFAULT: what must match for the stored rows to keep their meaning."""
-    return [_DEFAULT_CLAUSE.sub("", column) for column in columns]
 
 
 def query_error(exc: EngineError, settings: ServerSettings) -> RequestError:

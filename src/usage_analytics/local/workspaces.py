@@ -44,12 +44,12 @@ class Registry:
 
     def _open(self, workspace_id: str, name: str) -> Workspace:
         home = self._root / workspace_id
-        (home / "project").mkdir(parents=True, exist_ok=True)
+        (home / "build").mkdir(parents=True, exist_ok=True)  # the datafiles of its last `tb build` (http/build.py)
         tokens = home / "tokens.json"
         if not tokens.exists():  # the workspace's id is its tokens' workspace id, which its JWTs carry
             tokens.write_text(json.dumps({"__workspace_id__": workspace_id}))
         ws = Workspace(
-            home / "project",
+            home / "build",
             self.first.data_dir,
             self.first.settings,
             engine=self.first.engine,

@@ -15,12 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..build import BuildError
 from ..engine import EngineError
 from ..errors import RequestError, engine_failure
 from ..project import ProjectError
-from ..workspace import BuildError, Workspace
+from ..workspace import Workspace
 from ..workspaces import Registry
-from . import admin, datasources, events, pipes, sql, variables, workspaces
+from . import admin, build, datasources, deploy, events, pipes, sql, variables, workspaces
 from .limits import RequestLimits
 
 _log = logging.getLogger("usage_analytics.local")
@@ -41,6 +42,12 @@ ROUTES = [
     Route("/v0/tokens", admin.list_tokens),
     Route("/v0/workspace", admin.workspace_info),
     Route("/v0/build", admin.build, methods=["POST"]),
+    Route("/v1/build", build.build, methods=["POST"]),
+    Route("/v1/deploy", deploy.deploy, methods=["POST"]),
+    Route("/v1/deployments", deploy.list_deployments),
+    Route("/v1/deployments/{id}", deploy.get),
+    Route("/v1/deployments/{id}", deploy.delete, methods=["DELETE"]),
+    Route("/v1/deployments/{id}/set-live", deploy.set_live, methods=["POST"]),
     Route("/v0/events", events.append, methods=["POST"]),
     Route("/v0/pipes", pipes.list_pipes),
     Route("/v0/pipes/openapi.json", pipes.openapi),
@@ -74,6 +81,12 @@ async def _invalid_project(request: Request, exc: Exception) -> Response:
     return error(400, str(exc))
 
 
+async def _build_failed(request: Request, exc: BuildError) -> Response:
+    """A refused build, as `tb build` reads it: `result: failed` and each problem with its datafile."""
+    errors = [{"filename": p.filename, "error": p.error} for p in exc.problems]
+    return JSONResponse({"result": "failed", "error": str(exc), "errors": errors}, status_code=400)
+
+
 async def _engine_failed(request: Request, exc: EngineError) -> Response:
     return await _refused(request, engine_failure(str(exc), exc.code))
 
@@ -101,11 +114,12 @@ def build_app(workspaces: Registry | Workspace) -> Starlette:
         exception_handlers={
             RequestError: _refused,
             ProjectError: _invalid_project,
-            BuildError: _invalid_project,
+            BuildError: _build_failed,
             EngineError: _engine_failed,
             HTTPException: _http,
             Exception: _internal,
         },
     )
     app.state.registry = registry
+    app.state.deployments = {}  # by workspace id, opened on first use (http/deploy.py)
     return app

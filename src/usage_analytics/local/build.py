@@ -1,0 +1,302 @@
+"""Building a project into a workspace's database: what changed since the last build, and applying it.
+
+A build is a deployment: it compares each datasource with what the database holds and creates, extends or (when
+empty) recreates its table; a change that would lose rows is refused before anything is touched, and a datasource
+no longer in the project is dropped. Materialized views are recreated on every build and backfill a target that
+the build created. `diff(old_state, new_project) -> Changes` is pure: the names `tb build` and `tb deploy` report
+as new, changed and deleted, and an empty one is "No changes".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+
+from . import ddl
+from .engine import Engine, EngineError
+from .errors import RequestError
+from .project import Datasource, Pipe, Project, ProjectError, load_project
+from .settings import ServerSettings
+
+_DEFAULT_CLAUSE = re.compile(r" DEFAULT .*$", re.DOTALL)
+_STATE_FORMAT = 2  # {"format": 2, "datasources": ..., "pipes": ...}; format 1 was {datasource: signature}
+
+
+class Action(StrEnum):
+    """What a build does to one datasource's table."""
+
+    CREATE = "create"  # there is no table yet
+    KEEP = "keep"  # the table already is what the datafile says
+    ADOPT = "adopt"  # a table stored before signatures were: kept as it is, its signature stored from now on
+    EXTEND = "extend"  # new columns at the end, or a changed DEFAULT: the rows stay as they are
+    RECREATE = "recreate"  # any other change to an empty table: dropped and created anew
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a build was refused: the datafile (relative to the project, "" for none) and what is wrong."""
+
+    filename: str
+    error: str
+
+
+class BuildError(Exception):
+    """A build refused as a whole; nothing was changed."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(f"{p.filename}: {p.error}" if p.filename else p.error for p in problems))
+        self.problems = problems
+
+
+def pipe_signature(pipe: Pipe) -> list[dict]:
+    """What makes a pipe answer the same: its nodes, in order, with their SQL, types and targets (JSON as stored)."""
+    return [{"name": n.name, "sql": n.sql, "kind": n.kind, "target": n.target} for n in pipe.nodes]
+
+
+@dataclass(frozen=True)
+class State:
+    """What a workspace was built with: each datasource's table signature and each pipe's nodes."""
+
+    datasources: dict[str, dict] = field(default_factory=dict)
+    pipes: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, project: Project) -> State:
+        return cls(
+            {name: ddl.signature(ds) for name, ds in project.datasources.items()},
+            {name: pipe_signature(pipe) for name, pipe in project.pipes.items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        if stored.get("format") == _STATE_FORMAT:
+            return cls(stored["datasources"], stored["pipes"])
+        return cls(datasources=stored)  # a data dir from before pipes were recorded: its datasources alone
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        state = {"format": _STATE_FORMAT, "datasources": self.datasources, "pipes": self.pipes}
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a build adds, changes and deletes, by name, in project order (deleted ones in the old order)."""
+
+    new_datasources: tuple[str, ...] = ()
+    changed_datasources: tuple[str, ...] = ()
+    deleted_datasources: tuple[str, ...] = ()
+    new_pipes: tuple[str, ...] = ()
+    changed_pipes: tuple[str, ...] = ()
+    deleted_pipes: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def as_json(self) -> dict[str, list[str]]:
+        """The `build` (and `deployment`) fields `tb` reads; connectors are not served, so theirs are empty."""
+        names = {f"{f.name.removesuffix('s')}_names": list(getattr(self, f.name)) for f in fields(self)}
+        return {**names, **{f"{kind}_data_connector_names": [] for kind in ("new", "changed", "deleted")}}
+
+
+def diff(old: State, new: Project) -> Changes:
+    """The datasources and pipes that `new` adds, changes and deletes compared with a workspace built with `old`."""
+    wanted = State.of(new)
+
+    def compare(before: dict, after: dict) -> tuple[tuple[str, ...], ...]:
+        return (
+            tuple(name for name in after if name not in before),
+            tuple(name for name in after if name in before and before[name] != after[name]),
+            tuple(name for name in before if name not in after),
+        )
+
+    return Changes(*compare(old.datasources, wanted.datasources), *compare(old.pipes, wanted.pipes))
+
+
+def filename(project: Project, path: str | Path | None) -> str:
+    """A datafile's name as `tb` sent it and shows it: relative to the project folder."""
+    if not path:
+        return ""
+    try:
+        return Path(path).relative_to(project.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_project(root: Path) -> Project:
+    """The project in `root`; datafiles that do not parse refuse the build, each reported with its file."""
+    try:
+        return load_project(root)
+    except ProjectError as exc:
+        named = Project(root=root.resolve())
+        raise BuildError([Problem(filename(named, path), detail) for path, detail in exc.problems]) from None
+
+
+def plan(project: Project, held: State, engine: Engine, database: str) -> dict[str, Action]:
+    """What each datasource's table needs, given the signatures `held` of the tables the database holds; a change
+    that would lose rows refuses the whole build."""
+    actions, problems = {}, []
+    for name, ds in project.datasources.items():
+        wanted, old = ddl.signature(ds), held.datasources.get(name)
+        if not engine.table_exists(name, database):
+            actions[name] = Action.CREATE
+        elif old is None or old == wanted:
+            actions[name] = Action.KEEP if old == wanted else Action.ADOPT
+        elif (rows := engine.row_count(name, database)) == 0:
+            actions[name] = Action.RECREATE
+        elif old["engine"] == wanted["engine"] and _shapes(wanted["columns"][: len(old["columns"])]) == _shapes(
+            old["columns"]
+        ):
+            actions[name] = Action.EXTEND
+        else:
+            changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
+            problems.append(
+                Problem(
+                    filename(project, ds.path),
+                    f"datasource {name}: the change to its {changed} is incompatible with the {rows} rows it holds; "
+                    "only new columns at the end can be added to a datasource with data "
+                    "(truncate it first, or revert the change)",
+                )
+            )
+    if problems:
+        raise BuildError(problems)
+    return actions
+
+
+def _shapes(columns: list[str]) -> list[str]:
+    """Column definitions without their DEFAULT: what must match for the stored rows to keep their meaning."""
+    return [_DEFAULT_CLAUSE.sub("", column) for column in columns]
+
+
+@dataclass
+class BuildReport:
+    """What a build did: a line per datasource, materialization and endpoint, and the changes by name."""
+
+    changes: Changes = field(default_factory=Changes)
+    lines: list[str] = field(default_factory=list)
+    created: set[str] = field(default_factory=set)  # tables this build created: their materializations backfill
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+
+class Builder:
+    """Applies projects to one database: tables and their quarantines, skipping indexes, fsync and materialized
+    views; `state_path` records what it applied, for the next build to compare with."""
+
+    def __init__(self, engine: Engine, database: str, settings: ServerSettings, state_path: Path):
+        self.engine, self.database, self.settings, self.state_path = engine, database, settings, state_path
+
+    def held(self) -> State:
+        """What the database holds, by the last build: the signatures of the tables that still exist."""
+        stored = State.load(self.state_path)
+        present = {n: s for n, s in stored.datasources.items() if self.engine.table_exists(n, self.database)}
+        return State(present, stored.pipes)
+
+    def apply_tables(self, project: Project) -> BuildReport:
+        """Bring the tables to `project` (checked as a whole first), with its materialized views dropped: the
+        caller creates them again with `create_views` once it can render the project's pipes."""
+        held = self.held()
+        actions = plan(project, held, self.engine, self.database)
+        report = BuildReport(changes=diff(held, project))
+        # a mutation that failed (left by an older version's DELETE) would block every later one on its table
+        self.engine.query(
+            "KILL MUTATION WHERE database = {db:String} AND NOT is_done AND latest_fail_reason != '' SYNC",
+            params={"db": self.database},
+        )
+        self._drop_materialized_views()
+        for name in report.changes.deleted_datasources:
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(name)}")
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(name + ddl.QUARANTINE_SUFFIX)}")
+            report.add(f"datasource {name}: deleted")
+        for name, action in actions.items():
+            ds = project.datasources[name]
+            try:
+                self._apply(ds, action, held.datasources.get(name))
+            except EngineError as exc:
+                raise BuildError([Problem(filename(project, ds.path), f"datasource {name}: {exc}")]) from None
+            report.add(f"datasource {name}: {action}")
+            if action in (Action.CREATE, Action.RECREATE):
+                report.created.add(name)
+        State.of(project).save(self.state_path)
+        self._apply_fsync(project)
+        return report
+
+    def create_views(self, project: Project, select: Callable[[Pipe], str], report: BuildReport) -> None:
+        """A materialized view per materialization, its SELECT rendered by `select`; it backfills a target that
+        this build created (one that already has rows got them from the view before)."""
+        for pipe in project.materializations.values():
+            node, backfill = pipe.output_node, pipe.output_node.target in report.created
+            try:
+                sql = select(pipe)
+                self.engine.query(ddl.create_materialized_view(pipe.name, node.name, node.target, sql, self.database))
+                if backfill:
+                    self.engine.query(f"INSERT INTO {self._table(node.target)} {sql}")
+            except (EngineError, RequestError) as exc:
+                problem = Problem(filename(project, pipe.path), f"materialization {pipe.name}: {exc}")
+                raise BuildError([problem]) from None
+            report.add(f"materialization {pipe.name} -> {node.target}: created" + (", backfilled" if backfill else ""))
+
+    def _apply(self, ds: Datasource, action: Action, old: dict | None) -> None:
+        quarantine = ds.name + ddl.QUARANTINE_SUFFIX
+        if action == Action.RECREATE:
+            self.engine.query(f"DROP TABLE {self._table(ds.name)}")
+            self.engine.query(f"DROP TABLE IF EXISTS {self._table(quarantine)}")
+        if action in (Action.CREATE, Action.RECREATE):
+            self.engine.query(ddl.create_table(ds, self.database))
+        if action == Action.EXTEND:
+            table = self._table(ds.name)
+            for column, before in zip(ds.columns, old["columns"], strict=False):
+                if ddl.column_sql(column) != before:  # only its DEFAULT changed (the plan checked the rest)
+                    # parts written before the column existed compute it from the DEFAULT when read: write
+                    # those values down first, or the new DEFAULT would change rows already stored
+                    self.engine.query(
+                        f"ALTER TABLE {table} MATERIALIZE COLUMN `{column.name}` SETTINGS mutations_sync = 2"
+                    )
+                    change = ddl.column_sql(column) if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
+                    self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {change}")
+            for column in ds.columns[len(old["columns"]) :]:
+                self.engine.query(f"ALTER TABLE {table} ADD COLUMN {ddl.column_sql(column)}")
+                self.engine.query(
+                    f"ALTER TABLE {self._table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
+                )
+            self._apply_indexes(ds, old.get("indexes", []))
+        self.engine.query(ddl.create_quarantine(ds, self.database))
+
+    def _apply_indexes(self, ds: Datasource, old: list[str]) -> None:
+        """A skipping index added to (or removed from) a datasource with data is built over (or dropped from)
+        the rows it holds; the rows themselves stay."""
+        table = self._table(ds.name)
+        for index in old:
+            if index not in ds.indexes:
+                self.engine.query(f"ALTER TABLE {table} DROP INDEX `{ddl.index_name(index)}`")
+        for index in ds.indexes:
+            if index not in old:
+                self.engine.query(f"ALTER TABLE {table} ADD {index}")
+                self.engine.query(f"ALTER TABLE {table} MATERIALIZE INDEX `{ddl.index_name(index)}`")
+
+    def _apply_fsync(self, project: Project) -> None:
+        value = int(self.settings.fsync)
+        for name, ds in project.datasources.items():
+            if "MergeTree" in ds.engine:
+                self.engine.query(
+                    f"ALTER TABLE {self._table(name)} MODIFY SETTING "
+                    f"fsync_after_insert = {value}, fsync_part_directory = {value}"
+                )
+
+    def _drop_materialized_views(self) -> None:
+        views = self.engine.rows(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'",
+            {"db": self.database},
+        )
+        for view in views:
+            self.engine.query(f"DROP VIEW {self._table(view['name'])}")
+
+    def _table(self, name: str) -> str:
+        return ddl.table(name, self.database)

@@ -1,0 +1,203 @@
+"""`tb --local build` and `tb --local test run`, Tinybird's own CLI (5.0.3, unmodified), against the embedded server.
+
+The CLI uploads the datafiles to `POST /v1/build` and reads back what changed; after a build with changes it loads
+fixtures/ into the datasources that are empty (TB-LOCAL-API.md §1). `tb test run` does the same into a fresh
+`Tinybird_Local_Test_<uuid>` workspace, then compares every case of tests/*.yaml with the endpoint's `.ndjson`
+text (§2). It runs from a copy of the project without .git (so no git branch renames its workspace), with a HOME
+of its own, no version check and telemetry that goes nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from conftest import ROOT, ServerProcess, Target
+
+pytestmark = pytest.mark.embedded
+
+TB = str(Path(sys.executable).parent / "tb")
+YAML_FILES = sorted((ROOT / "tests").glob("*.yaml"))
+CASES = sum(len(yaml.safe_load(path.read_text())) for path in YAML_FILES)
+PASSED = re.compile(r"^✓ (?!\d+/\d+ passed$)(.+) passed$", re.MULTILINE)  # a case, not the summary
+_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "GIT_BRANCH", "CI_COMMIT_BRANCH", "CIRCLE_BRANCH")
+
+
+def copy_project(folder: Path, name: str | None = None) -> Path:
+    """The project as a user has it: datafiles, fixtures, tb test cases and .tinyb (`name` renames its workspace)."""
+    for part in ("datasources", "pipes", "endpoints", "fixtures"):
+        shutil.copytree(ROOT / part, folder / part)
+    (folder / "tests").mkdir()
+    for path in YAML_FILES:
+        shutil.copy(path, folder / "tests")
+    tinyb = json.loads((ROOT / ".tinyb").read_text())
+    (folder / ".tinyb").write_text(json.dumps({**tinyb, "name": name or tinyb["name"]}))
+    return folder
+
+
+def tb(target: Target, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`tb --local ARGS` in `cwd`, its output as one text (the CLI prints some errors on stderr)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TB_HOST", "TB_TOKEN", *_BRANCH_VARIABLES)}
+    home = cwd.parent / "home"
+    home.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home),
+        TB_LOCAL_PORT=str(urlsplit(target.base_url).port),
+        TB_VERSION_WARNING="0",
+        TB_CLI_TELEMETRY_OPTOUT="1",
+        TB_CLI_TELEMETRY_HOST="http://127.0.0.1:9",
+    )
+    done = subprocess.run([TB, "--local", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done.stdout += done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server on a copy of the project: its first workspace, `usage_analytics`, built with fixtures at start."""
+    base = tmp_path_factory.mktemp("tb_local")
+    process = ServerProcess(copy_project(base / "project"), base / "data")
+    target = process.start()
+    yield process, target
+    process.stop()
+
+
+def workspace(target: Target, name: str) -> Target:
+    """The same server, as the workspace of that name (its own token)."""
+    listed = target.http.get(target.url("/v1/user/workspaces"), headers=target.auth()).json()["workspaces"]
+    return Target(target.base_url, next(ws["token"] for ws in listed if ws["name"] == name))
+
+
+def row_counts(target: Target) -> dict[str, int]:
+    listed = target.http.get(target.url("/v0/datasources"), headers=target.auth()).json()["datasources"]
+    counts = {}
+    for ds in listed:
+        # FINAL where rows are replaced or combined: their count would otherwise depend on when parts merged
+        final = "" if ds["engine"]["engine"] == "MergeTree" else " FINAL"
+        counts[ds["name"]] = target.sql(f"SELECT count() AS n FROM {ds['name']}{final}")[0]["n"]
+    return counts
+
+
+def fixture_rows(name: str) -> int:
+    return len((ROOT / "fixtures" / f"{name}.ndjson").read_text().splitlines())
+
+
+def test_build_reports_what_changed_and_appends_no_fixture_twice(server, tmp_path):
+    _, target = server
+    project, before = copy_project(tmp_path / "project"), row_counts(target)
+    assert before["events"] == fixture_rows("events")
+
+    unchanged = tb(target, project, "build")  # the server built these very files at start
+    assert unchanged.returncode == 0 and "No changes. Build skipped." in unchanged.stdout, unchanged.stdout
+
+    pipe = project / "endpoints/feature_usage.pipe"
+    original = pipe.read_text()
+    pipe.write_text(original.replace("SELECT", "SELECT ", 1))  # the same query in other words: a changed pipe
+    changed = tb(target, project, "build")
+    assert changed.returncode == 0 and "✓ endpoints/feature_usage.pipe changed" in changed.stdout, changed.stdout
+    assert "Build completed" in changed.stdout
+
+    pipe.write_text(original)
+    assert "✓ endpoints/feature_usage.pipe changed" in tb(target, project, "build").stdout
+    again = tb(target, project, "build")
+    assert again.returncode == 0 and "No changes. Build skipped." in again.stdout, again.stdout
+    assert row_counts(target) == before  # a build with changes appended fixtures only into empty datasources
+
+
+def test_a_datasource_and_a_pipe_no_longer_sent_are_deleted_and_come_back_with_their_fixture(server, tmp_path):
+    _, target = server
+    project, before = copy_project(tmp_path / "project"), row_counts(target)
+    kept = {
+        path: path.read_text()
+        for path in (project / "datasources/tenant_rate_limits.datasource", project / "endpoints/rate_limit_usage.pipe")
+    }
+    for path in kept:
+        path.unlink()
+    removed = tb(target, project, "build")
+    assert removed.returncode == 0, removed.stdout
+    assert "✓ tenant_rate_limits.datasource deleted" in removed.stdout
+    assert "✓ rate_limit_usage.pipe deleted" in removed.stdout
+    assert target.http.get(target.url("/v0/datasources/tenant_rate_limits"), headers=target.auth()).status_code == 404
+    assert target.pipe("rate_limit_usage").status_code == 404
+    assert not target.sql("SELECT name FROM system.tables WHERE database = 'tb' AND name LIKE 'tenant_rate_limits%'")
+
+    for path, text in kept.items():
+        path.write_text(text)
+    back = tb(target, project, "build")
+    assert back.returncode == 0, back.stdout
+    assert "✓ datasources/tenant_rate_limits.datasource created" in back.stdout
+    assert "✓ endpoints/rate_limit_usage.pipe created" in back.stdout
+    assert row_counts(target) == before  # the CLI appended the fixture into the new, empty datasource alone
+    assert target.pipe("rate_limit_usage").status_code == 200
+
+
+BROKEN = {
+    "unparsable": ("datasources/broken.datasource", None, "Unknown data type family: Strin"),
+    "lossy": ("datasources/events.datasource", ("`timestamp` DateTime", "`timestamp` Date"), "rows it holds"),
+}
+
+
+@pytest.mark.parametrize("kind", BROKEN)
+def test_a_refused_build_names_the_file_and_changes_nothing(server, tmp_path, kind):
+    _, target = server
+    project, before = copy_project(tmp_path / "project"), row_counts(target)
+    filename, change, message = BROKEN[kind]
+    path = project / filename
+    if change is None:
+        path.write_text("SCHEMA >\n    `a` Strin\n")
+    else:
+        path.write_text(path.read_text().replace(*change))
+
+    refused = tb(target, project, "build")
+    assert refused.returncode != 0 and "✗ Build failed" in refused.stdout, refused.stdout
+    assert f"{filename}\n" in refused.stdout and message in refused.stdout
+    assert row_counts(target) == before
+    pristine = tb(target, copy_project(tmp_path / "pristine"), "build")
+    assert "No changes. Build skipped." in pristine.stdout, pristine.stdout  # nor the folder it builds from
+
+
+def test_test_run_builds_a_fresh_workspace_and_passes_every_case(server, tmp_path):
+    _, target = server
+    done = tb(target, copy_project(tmp_path / "project"), "test", "run")
+    assert done.returncode == 0, done.stdout
+    assert len(PASSED.findall(done.stdout)) == CASES > 70, done.stdout  # a gate that skips everything fails here
+    assert f"✓ {len(YAML_FILES)}/{len(YAML_FILES)} passed" in done.stdout and "skipped" not in done.stdout
+    listed = target.http.get(target.url("/v1/user/workspaces"), headers=target.auth()).json()["workspaces"]
+    (test_workspace,) = [ws["name"] for ws in listed if ws["name"].startswith("Tinybird_Local_Test_")]
+    # the workspace the cases ran in got its rows from the fixtures the CLI appended, once each
+    assert row_counts(workspace(target, test_workspace))["events"] == fixture_rows("events")
+
+
+def test_test_run_fails_on_a_wrong_expected_result(server, tmp_path):
+    _, target = server
+    project = copy_project(tmp_path / "project")
+    cases_file = project / "tests/feature_usage.yaml"
+    cases = yaml.safe_load(cases_file.read_text())
+    cases[0]["expected_result"] += '{"feature":"nobody","usage_count":1,"unique_users":1}\n'
+    cases_file.write_text(yaml.safe_dump(cases, sort_keys=False))
+    done = tb(target, project, "test", "run")
+    assert done.returncode != 0, done.stdout
+    assert f"✗ {cases[0]['name']} failed" in done.stdout
+
+
+def test_a_workspace_built_by_tb_build_is_rebuilt_from_its_datafiles_after_a_restart(server, tmp_path):
+    process, target = server
+    project = copy_project(tmp_path / "project", name="tb_local_restart")
+    first = tb(target, project, "build")  # the CLI creates the workspace, builds it and appends the fixtures
+    assert first.returncode == 0 and "✓ datasources/events.datasource created" in first.stdout, first.stdout
+    built = row_counts(workspace(target, "tb_local_restart"))
+    assert built["events"] == fixture_rows("events") and built["api_logs"] == fixture_rows("api_logs")
+
+    process.stop()
+    target = process.start()
+    assert row_counts(workspace(target, "tb_local_restart")) == built
+    again = tb(target, project, "build")
+    assert again.returncode == 0 and "No changes. Build skipped." in again.stdout, again.stdout
