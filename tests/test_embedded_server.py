@@ -12,7 +12,7 @@ import subprocess
 
 import oracle
 import pytest
-from conftest import ServerProcess, event, run_cli, slice_project
+from conftest import ROOT, ServerProcess, event, run_cli, slice_project
 
 from usage_analytics.generator import generate
 
@@ -226,3 +226,34 @@ def test_build_adds_and_drops_a_skipping_index_on_a_datasource_with_rows(tmp_pat
     assert build(target).returncode == 0
     assert target.sql(f"SELECT name FROM {indexes}") == []
     assert target.data("feature_usage") == [{"feature": "f", "usage_count": 1, "unique_users": 1}]
+
+
+def test_a_rollup_whose_schema_changes_is_rebuilt_from_its_sources(tmp_path, start_server):
+    """A materialization's target holds derived rows: a new state type (t-digest to timing quantiles, as this
+    project changed) recreates it and backfills it from the raw rows instead of refusing the build."""
+    import shutil
+
+    project = tmp_path / "project"
+    for folder in ("datasources", "pipes", "endpoints", "fixtures"):
+        shutil.copytree(ROOT / folder, project / folder)
+    changed = [
+        project / "datasources/api_logs_daily_endpoints_mv.datasource",
+        project / "pipes/api_logs_daily_endpoints.pipe",
+        project / "endpoints/endpoint_performance.pipe",
+        project / "endpoints/time_series_metrics.pipe",
+    ]
+    current = {path: path.read_text() for path in changed}
+    for path, text in current.items():
+        path.write_text(text.replace("quantilesTiming", "quantilesTDigest"))
+    _, target = start_server(project)
+    window = {"start_date": "2025-05-01 00:00:00", "end_date": "2025-05-31 23:59:59", "limit": "3"}
+    before = target.data("endpoint_performance", window)
+    for path, text in current.items():
+        path.write_text(text)
+    applied = build(target)
+    assert applied.returncode == 0, applied.stderr
+    assert "datasource api_logs_daily_endpoints_mv: recreate" in applied.stdout
+    after = target.data("endpoint_performance", window)
+    assert [(r["endpoint"], r["request_count"]) for r in after] == [(r["endpoint"], r["request_count"]) for r in before]
+    rows = target.sql("SELECT sum(requests) AS n FROM api_logs_daily_endpoints_mv")
+    assert rows == target.sql("SELECT count() AS n FROM api_logs")

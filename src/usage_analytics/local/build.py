@@ -142,6 +142,7 @@ def plan(project: Project, held: State, engine: Engine, database: str) -> dict[s
     """What each datasource's table needs, given the signatures `held` of the tables the database holds; a change
     that would lose rows refuses the whole build."""
     actions, problems = {}, []
+    derived = {pipe.output_node.target for pipe in project.materializations.values()}
     for name, ds in project.datasources.items():
         wanted, old = ddl.signature(ds), held.datasources.get(name)
         if not engine.table_exists(name, database):
@@ -154,6 +155,10 @@ def plan(project: Project, held: State, engine: Engine, database: str) -> dict[s
             old["columns"]
         ):
             actions[name] = Action.EXTEND
+        elif name in derived:
+            # a materialization's target holds what its sources say: rebuilt from them, as a Tinybird deployment
+            # repopulates a changed materialized view (rows sent to such a target directly would not come back)
+            actions[name] = Action.RECREATE
         else:
             changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
             problems.append(

@@ -122,9 +122,10 @@ class Deployments:
                 shutil.rmtree(folder.parent)
                 return "failed", {"errors": _errors(exc), "feedback": []}
             plan = deployplan.plan(self.ws.project, uploaded, self.ws.engine, self.ws.database, allow_destructive)
-            if check or plan.errors or not plan.changes:
+            if check or plan.errors or not plan.changes_anything:
                 shutil.rmtree(folder.parent)
-                return ("failed" if plan.errors else "success" if plan.changes else "no_changes"), plan.report()
+                result = "failed" if plan.errors else "success" if plan.changes_anything else "no_changes"
+                return result, plan.report()
             now, database = _now(), self.ws.staging_database(new_id)
             dep = Deployment(new_id, "calculating", False, now, now, database, allow_destructive, plan.report())
             self._records[new_id] = dep

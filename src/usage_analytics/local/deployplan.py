@@ -31,6 +31,11 @@ class DeployPlan:
     feedback: list[dict] = field(default_factory=list)  # {level, resource, message}
     token_changes: list[dict] = field(default_factory=list)
 
+    @property
+    def changes_anything(self) -> bool:
+        """A datafile changed, or only the tokens it declares (which a build's diff does not count)."""
+        return bool(self.changes) or bool(self.token_changes)
+
     def report(self) -> dict:
         """The fields of a deployment that `tb deploy` reads to print what it changes."""
         extended = [

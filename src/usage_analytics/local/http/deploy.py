@@ -19,15 +19,19 @@ from .common import admin, workspace
 _stores_lock = threading.Lock()
 
 
-def _deployments(request: Request) -> Deployments:
-    """The deployments of the caller's workspace (an admin token's), opened on first use after a start."""
+async def _deployments(request: Request) -> Deployments:
+    """The deployments of the caller's workspace (an admin token's); opened, and any step a stop interrupted
+    cleaned up, on first use after a start."""
     admin(request)
-    ws = workspace(request)
-    with _stores_lock:
-        stores = request.app.state.deployments
-        if ws.tokens.workspace_id not in stores:
-            stores[ws.tokens.workspace_id] = Deployments(ws)
-        return stores[ws.tokens.workspace_id]
+    ws, stores = workspace(request), request.app.state.deployments
+
+    def open_store() -> Deployments:
+        with _stores_lock:
+            if ws.tokens.workspace_id not in stores:
+                stores[ws.tokens.workspace_id] = Deployments(ws)
+            return stores[ws.tokens.workspace_id]
+
+    return await run_in_threadpool(open_store)
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -35,7 +39,7 @@ def _flag(request: Request, name: str) -> bool:
 
 
 async def deploy(request: Request) -> Response:
-    deployments = _deployments(request)
+    deployments = await _deployments(request)
     files = await upload.datafiles(request)
     result, deployment = await run_in_threadpool(
         deployments.create,
@@ -48,21 +52,22 @@ async def deploy(request: Request) -> Response:
 
 
 async def list_deployments(request: Request) -> Response:
-    listed = _deployments(request).listed(include_deleted=_flag(request, "include_deleted"))
+    listed = (await _deployments(request)).listed(include_deleted=_flag(request, "include_deleted"))
     return JSONResponse({"deployments": listed})
 
 
 async def get(request: Request) -> Response:
-    return JSONResponse({"deployment": _deployments(request).get(request.path_params["id"]).as_json()})
+    found = (await _deployments(request)).get(request.path_params["id"])
+    return JSONResponse({"deployment": found.as_json()})
 
 
 async def set_live(request: Request) -> Response:
-    deployments = _deployments(request)
+    deployments = await _deployments(request)
     promoted = await run_in_threadpool(deployments.set_live, request.path_params["id"])
     return JSONResponse({"deployment": promoted.as_json()})
 
 
 async def delete(request: Request) -> Response:
-    deployments = _deployments(request)
+    deployments = await _deployments(request)
     removed = await run_in_threadpool(deployments.delete, request.path_params["id"])
     return JSONResponse({"deployment": removed.as_json()})
