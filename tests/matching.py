@@ -9,12 +9,8 @@ def _unit(column: str) -> float:
 
 
 def is_percentile(column: str) -> bool:
-    """p50/p95/p99_response_time_ms: served from t-digest states, within the contract's band, not exact."""
+    """p50/p95/p99_response_time_ms: served from timing-quantile states, within the contract's band, not exact."""
     return column.startswith("p") and column.endswith("_response_time_ms")
-
-
-def without_percentiles(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if not is_percentile(k)} for row in rows]
 
 
 def values_match(column: str, actual, expected) -> bool:

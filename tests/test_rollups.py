@@ -43,7 +43,7 @@ def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
         assert list(got) == list(want)
         for column, value in want.items():
             if is_percentile(column):
-                # a t-digest is not the exact percentile: the contract's band (one point either way) decides
+                # a timing quantile is not the exact percentile: the contract's band (one point either way) decides
                 assert got[column] == band[column], (column, got[column], band[column], value)
             else:
                 assert values_match(column, got[column], value), (column, got, want)

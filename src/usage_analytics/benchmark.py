@@ -127,7 +127,7 @@ PERCENTILES = ("p50", "p95", "p99")
 
 def rows_agree(ours: list[dict], theirs: list[dict]) -> bool:
     """Same rows, columns and order; floats to 1e-6 relative. Percentile columns are left out: the endpoints
-    keep t-digest states and the peers compute exact percentiles (see `percentile_spread`)."""
+    keep timing-quantile states and the peers compute exact percentiles (see `percentile_spread`)."""
     if len(ours) != len(theirs):
         return False
     for a, b in zip(ours, theirs, strict=True):
@@ -146,7 +146,7 @@ def rows_agree(ours: list[dict], theirs: list[dict]) -> bool:
 
 
 def percentile_spread(ours: list[dict], theirs: list[dict]) -> float | None:
-    """The median relative gap between our t-digest percentiles and the peer's exact ones."""
+    """The median relative gap between our timing-quantile percentiles and the peer's exact ones."""
     gaps = [
         abs(float(a[k]) - float(b[k])) / max(abs(float(b[k])), 1e-9)
         for a, b in zip(ours, theirs, strict=False)
@@ -392,7 +392,7 @@ def markdown(results: dict, command: str, plots: list[Path]) -> str:
             f"load: {', '.join(f'{k} {v:.0f} s' for k, v in loads.items())}):",
             "",
             "| endpoint | ours HTTP | ours direct | DuckDB | PostgreSQL | DuckDB / ours | PostgreSQL / ours "
-            "| answers agree | t-digest vs exact percentiles |",
+            "| answers agree | timing quantiles vs exact percentiles |",
             "|---|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         for name, by_peer in peer_rows.items():

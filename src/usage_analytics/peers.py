@@ -5,7 +5,7 @@ checks that their rows equal the endpoints' rows.
 One SQL text per question serves both engines: it sticks to what they share (date_trunc, FILTER,
 percentile_cont, DISTINCT ON), with `:name` placeholders turned into each driver's own. Rounding and
 formatting happen in Python, as the endpoint's contract states them. Percentiles are exact here (the
-endpoints use t-digest states), so they are compared within a band, not for equality.
+endpoints use timing-quantile states), so they are compared within a band, not for equality.
 """
 
 from __future__ import annotations
