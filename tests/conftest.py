@@ -25,6 +25,7 @@ TESTS_DIR = Path(__file__).parent
 ROOT = TESTS_DIR.parent
 sys.path.insert(0, str(TESTS_DIR))
 CLI = str(Path(sys.executable).parent / "usage-analytics")
+TB = str(Path(sys.executable).parent / "tb")  # Tinybird's own CLI, as pinned
 
 
 class Target:
@@ -209,3 +210,36 @@ def slice_project(path: Path) -> Path:
     shutil.copy(ROOT / "datasources/events.datasource", path / "datasources")
     shutil.copy(ROOT / "endpoints/feature_usage.pipe", path / "endpoints")
     return path
+
+
+def run_tb(target: Target, cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Tinybird's CLI as a user runs it from a project against Tinybird Local: TB_LOCAL_PORT names the server; a
+    HOME of its own (no login), no version check, telemetry nowhere, and no other variable (TB_HOST/TB_TOKEN would
+    point it elsewhere, a CI's branch name would rename the workspace it looks for)."""
+    home = cwd.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TB_LOCAL_PORT": str(urlsplit(target.base_url).port),
+        "TB_VERSION_WARNING": "0",
+        "TB_CLI_TELEMETRY_OPTOUT": "1",
+        "TB_CLI_TELEMETRY_HOST": "http://127.0.0.1:9",
+    }
+    command = [TB, "--no-version-warning", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_project(folder: Path, name: str | None = None, yaml_cases: bool = True) -> Path:
+    """The project as a user has it, without .git: datafiles, fixtures, tb test cases and .tinyb (`name` renames
+    the workspace the CLI looks for)."""
+    for part in ("datasources", "pipes", "endpoints", "fixtures"):
+        shutil.copytree(ROOT / part, folder / part)
+    if yaml_cases:
+        (folder / "tests").mkdir()
+        for path in (ROOT / "tests").glob("*.yaml"):
+            shutil.copy(path, folder / "tests")
+    tinyb = json.loads((ROOT / ".tinyb").read_text())
+    (folder / ".tinyb").write_text(json.dumps({**tinyb, "name": name or tinyb["name"]}))
+    return folder

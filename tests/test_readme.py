@@ -107,22 +107,15 @@ def test_readme_data_sources_api_example(start_server):
 def test_readme_tinybird_local_section_runs_as_written(tmp_path):
     """`usage-analytics local`, then every `tb` line of the section, unchanged, from a copy of the project."""
     import shlex
-    import shutil
 
-    from conftest import ServerProcess
-    from test_tb_cli import tb
+    from conftest import ServerProcess, copy_project, run_tb
 
     block = README.split("<!-- tb-local-example")[1].split("<!-- /tb-local-example -->")[0]
-    lines = [line.split("  #")[0].strip() for line in block.split("```sh")[1].split("```")[0].splitlines()]
-    serve, commands = lines[0], [line for line in lines[1:] if line]
+    script = block.split("```sh")[1].split("```")[0]
+    lines = [line.split("  #")[0].strip() for line in script.splitlines() if line.strip()]
+    serve, commands = lines[0], lines[1:]
     assert serve.startswith(".venv/bin/usage-analytics local ") and serve.endswith("&")
-    project = tmp_path / "project"
-    for folder in ("datasources", "pipes", "endpoints", "fixtures"):
-        shutil.copytree(ROOT / folder, project / folder)
-    (project / "tests").mkdir()
-    for case in (ROOT / "tests").glob("*.yaml"):
-        shutil.copy(case, project / "tests")
-    shutil.copy(ROOT / ".tinyb", project)
+    project = copy_project(tmp_path / "project")
     server = ServerProcess(project, tmp_path / "data")
     target = server.start()
     try:
@@ -130,10 +123,13 @@ def test_readme_tinybird_local_section_runs_as_written(tmp_path):
         for command in commands:
             args = shlex.split(command)
             assert args[0] == ".venv/bin/tb", command
-            outputs[" ".join(args[1:3])] = tb(target, project, *args[1:]).stdout
+            done = run_tb(target, project, *args[1:])
+            assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
+            outputs[" ".join(args[1:3])] = done.stdout
     finally:
         server.stop()
     cases = sum(case.read_text().count("- name:") for case in (ROOT / "tests").glob("*.yaml"))
-    assert f"{len(list((ROOT / 'tests').glob('*.yaml')))}/" in outputs["--local test"], outputs["--local test"]
+    files = len(list((ROOT / "tests").glob("*.yaml")))
+    assert f"{files}/{files} passed" in outputs["--local test"], outputs["--local test"]
     assert "skipped" not in outputs["--local test"] and cases > 70
     assert "5000" in outputs["--local sql"] and "usage-analytics" in outputs["local version"]

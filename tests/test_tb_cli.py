@@ -11,41 +11,24 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import os
-import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, event, slice_project
+from conftest import ROOT, ServerProcess, copy_project, event, run_tb, slice_project
 
 from usage_analytics.local import load_project
 
 pytestmark = pytest.mark.embedded
 
-TB = str(Path(sys.executable).parent / "tb")
 PIPE = "feature_usage"
-# where CI systems name the branch: the CLI would name its workspace after it and find none of the server's
-_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "GIT_BRANCH", "CI_COMMIT_BRANCH", "CIRCLE_BRANCH")
-_BRANCH_VARIABLES += ("VERCEL_GIT_COMMIT_REF", "BUILD_SOURCEBRANCHNAME", "BITBUCKET_BRANCH", "TRAVIS_BRANCH")
 
 
 def tb(target, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("TB_HOST", "TB_TOKEN", *_BRANCH_VARIABLES)}
-    home = cwd.parent / "home"
-    home.mkdir(exist_ok=True)
-    env.update(
-        HOME=str(home),
-        TB_LOCAL_PORT=str(urlsplit(target.base_url).port),
-        TB_VERSION_WARNING="0",
-        TB_CLI_TELEMETRY_OPTOUT="1",
-        TB_CLI_TELEMETRY_HOST="http://127.0.0.1:9",
-    )
-    done = subprocess.run([TB, "--no-version-warning", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    done = run_tb(target, cwd, *args)
     assert done.returncode == 0, f"tb {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done
 
@@ -53,11 +36,7 @@ def tb(target, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """The project's datafiles, fixtures and .tinyb (which names the workspace the CLI looks for), without .git."""
-    copy = tmp_path_factory.mktemp("cli") / "project"
-    for folder in ("datasources", "endpoints", "pipes", "fixtures"):
-        shutil.copytree(ROOT / folder, copy / folder)
-    shutil.copy(ROOT / ".tinyb", copy)
-    return copy
+    return copy_project(tmp_path_factory.mktemp("cli") / "project", yaml_cases=False)
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,17 @@ leaving the copy and the live deployment in step for the next.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, event, slice_project
+from conftest import ROOT, ServerProcess, event, run_tb, slice_project
 
 pytestmark = pytest.mark.embedded
 
-TB = str(Path(sys.executable).parent / "tb")
 PROBE = "deploy_probe"  # the endpoint a deployment adds
 PROBE_PIPE = """DESCRIPTION >
     Added by a deployment: the rate limits and their plan.
@@ -46,22 +42,7 @@ SCHEMA >
 
 
 def tb(server, project: Path, *args: str) -> subprocess.CompletedProcess:
-    """`tb --local ARGS` as a user runs it from the project: TB_LOCAL_PORT names the server; a HOME of its own (no
-    login), no version check, telemetry nowhere, and no other variable (a CI's branch name would rename the
-    workspace the CLI looks for)."""
-    home = project.parent / "home"
-    home.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "TB_LOCAL_PORT": str(urlsplit(server.base_url).port),
-        "TB_VERSION_WARNING": "0",
-        "TB_CLI_TELEMETRY_OPTOUT": "1",
-        "TB_CLI_TELEMETRY_HOST": "http://127.0.0.1:9",
-    }
-    command = [TB, "--no-version-warning", "--local", *args]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=120)
+    return run_tb(server, project, "--local", *args, timeout=120)
 
 
 def ok(done: subprocess.CompletedProcess) -> str:

@@ -9,53 +9,24 @@ of its own, no version check and telemetry that goes nowhere.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import ROOT, ServerProcess, Target
+from conftest import ROOT, ServerProcess, Target, copy_project, run_tb
 
 pytestmark = pytest.mark.embedded
 
-TB = str(Path(sys.executable).parent / "tb")
 YAML_FILES = sorted((ROOT / "tests").glob("*.yaml"))
 CASES = sum(len(yaml.safe_load(path.read_text())) for path in YAML_FILES)
 PASSED = re.compile(r"^✓ (?!\d+/\d+ passed$)(.+) passed$", re.MULTILINE)  # a case, not the summary
-_BRANCH_VARIABLES = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "GIT_BRANCH", "CI_COMMIT_BRANCH", "CIRCLE_BRANCH")
-
-
-def copy_project(folder: Path, name: str | None = None) -> Path:
-    """The project as a user has it: datafiles, fixtures, tb test cases and .tinyb (`name` renames its workspace)."""
-    for part in ("datasources", "pipes", "endpoints", "fixtures"):
-        shutil.copytree(ROOT / part, folder / part)
-    (folder / "tests").mkdir()
-    for path in YAML_FILES:
-        shutil.copy(path, folder / "tests")
-    tinyb = json.loads((ROOT / ".tinyb").read_text())
-    (folder / ".tinyb").write_text(json.dumps({**tinyb, "name": name or tinyb["name"]}))
-    return folder
 
 
 def tb(target: Target, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """`tb --local ARGS` in `cwd`, its output as one text (the CLI prints some errors on stderr)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TB_HOST", "TB_TOKEN", *_BRANCH_VARIABLES)}
-    home = cwd.parent / "home"
-    home.mkdir(exist_ok=True)
-    env.update(
-        HOME=str(home),
-        TB_LOCAL_PORT=str(urlsplit(target.base_url).port),
-        TB_VERSION_WARNING="0",
-        TB_CLI_TELEMETRY_OPTOUT="1",
-        TB_CLI_TELEMETRY_HOST="http://127.0.0.1:9",
-    )
-    done = subprocess.run([TB, "--local", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    done = run_tb(target, cwd, "--local", *args)
     done.stdout += done.stderr
     return done
 
