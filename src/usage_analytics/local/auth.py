@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jwt
 
-from .errors import RequestError
+from .errors import Forbidden, TooManyRequests
 from .project import Project
 
 ADMIN_NAMES = ("admin_token", "user_token", "workspace_admin_token")
@@ -62,8 +62,7 @@ class RateLimiter:
             recent = [t for t in self._calls.get(token.token, []) if now - t < 1.0]
             if len(recent) >= token.rps:
                 self._calls[token.token] = recent
-                raise RequestError(
-                    429,
+                raise TooManyRequests(
                     f"Rate limit of {token.rps:g} requests per second exceeded for {token.name}",
                     headers={
                         "Retry-After": "1",
@@ -138,10 +137,10 @@ class TokenStore:
 
     def authenticate(self, value: str | None) -> Token:
         if not value:
-            raise RequestError(403, "Missing token: pass it as Authorization: Bearer <token> or ?token=<token>")
+            raise Forbidden("Missing token: pass it as Authorization: Bearer <token> or ?token=<token>")
         token = self._by_value.get(value) or (self._from_jwt(value) if value.count(".") == 2 else None)
         if token is None:
-            raise RequestError(403, "Invalid token")
+            raise Forbidden("Invalid token")
         self._limiter.check(token)
         return token
 
@@ -149,22 +148,22 @@ class TokenStore:
         try:
             claims = jwt.decode(value, self.admin_token, algorithms=["HS256"], options={"require": ["exp"]})
         except jwt.ExpiredSignatureError:
-            raise RequestError(403, "Invalid token: the JWT has expired") from None
+            raise Forbidden("Invalid token: the JWT has expired") from None
         except jwt.PyJWTError as exc:
-            raise RequestError(403, f"Invalid token: {exc}") from None
+            raise Forbidden(f"Invalid token: {exc}") from None
         if claims.get("workspace_id") != self.workspace_id:
-            raise RequestError(403, "Invalid token: the JWT is for another workspace")
+            raise Forbidden("Invalid token: the JWT is for another workspace")
         return _jwt_token(claims, value)
 
     @staticmethod
     def require(token: Token, scope: str, resource: str) -> None:
         if not token.allows(scope, resource):
-            raise RequestError(403, f"Forbidden: token {token.name} has no {scope} scope on {resource}")
+            raise Forbidden(f"Forbidden: token {token.name} has no {scope} scope on {resource}")
 
     @staticmethod
     def require_admin(token: Token) -> None:
         if not token.admin:
-            raise RequestError(403, f"Forbidden: token {token.name} is not an admin token")
+            raise Forbidden(f"Forbidden: token {token.name} is not an admin token")
 
 
 _JSON_NAMES = {str: "string", list: "list", dict: "object", (int, float): "number"}
@@ -177,7 +176,7 @@ def _claim(claims: dict, key: str, kind: type | tuple, default):
     if value is None:
         return default
     if not isinstance(value, kind) or isinstance(value, bool):  # JSON true is no number
-        raise RequestError(403, f"Invalid token: the JWT claim '{key}' must be a {_JSON_NAMES[kind]}")
+        raise Forbidden(f"Invalid token: the JWT claim '{key}' must be a {_JSON_NAMES[kind]}")
     return value
 
 
@@ -189,15 +188,15 @@ def _jwt_token(claims: dict, value: str) -> Token:
     for scope in _claim(claims, "scopes", list, []):
         resource = _claim(scope, "resource", str, "") if isinstance(scope, dict) else ""
         if not resource or scope.get("type") != "PIPES:READ":
-            raise RequestError(403, "Invalid token: JWT scopes must be PIPES:READ with a resource")
+            raise Forbidden("Invalid token: JWT scopes must be PIPES:READ with a resource")
         fixed = _claim(scope, "fixed_params", dict, {})
         for name, param in fixed.items():
             if not isinstance(param, (str, int, float, bool)):  # a value for a template parameter, never a structure
-                raise RequestError(403, f"Invalid token: fixed_params.{name} must be a string, number or boolean")
+                raise Forbidden(f"Invalid token: fixed_params.{name} must be a string, number or boolean")
         token.scopes.add(("PIPES:READ", resource))
         token.fixed_params[resource] = {k: str(v) for k, v in fixed.items()}
     rps = _claim(_claim(claims, "limits", dict, {}), "rps", (int, float), None)
     if rps is not None and not 0 < rps < math.inf:  # Python's JSON reads NaN and Infinity too
-        raise RequestError(403, "Invalid token: the JWT claim 'rps' must be a positive number")
+        raise Forbidden("Invalid token: the JWT claim 'rps' must be a positive number")
     token.rps = float(rps) if rps is not None else None
     return token

@@ -18,7 +18,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from .errors import RequestError, bad_request
+from .errors import PayloadTooLarge, RequestError, UnsupportedMediaType, bad_request
 
 _WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # zlib's window bits: gzip header, zlib header
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -34,7 +34,7 @@ def size_text(limit: int) -> str:
 
 
 def too_large(limit: int, api: str, detail: str = "") -> RequestError:
-    return RequestError(413, f"Request body{detail} exceeds the {size_text(limit)} limit of {api}")
+    return PayloadTooLarge(f"Request body{detail} exceeds the {size_text(limit)} limit of {api}")
 
 
 def encoding(request: Request, accepted: tuple[str, ...] = ()) -> str:
@@ -43,7 +43,7 @@ def encoding(request: Request, accepted: tuple[str, ...] = ()) -> str:
     if name in ("", "identity") or name in accepted:
         return "" if name == "identity" else name
     supported = ", ".join(accepted) if accepted else "none"
-    raise RequestError(415, f"Content-Encoding '{name}' is not supported here (supported: {supported})")
+    raise UnsupportedMediaType(f"Content-Encoding '{name}' is not supported here (supported: {supported})")
 
 
 def _bounded(request: Request, limit: int, api: str) -> Request:
@@ -144,4 +144,4 @@ def check_values(values: dict[str, str], max_value: int) -> None:
     for name, value in values.items():
         size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
         if size > max_value:
-            raise RequestError(413, f"Parameter '{name}' is {size} bytes, over the {size_text(max_value)} limit")
+            raise PayloadTooLarge(f"Parameter '{name}' is {size} bytes, over the {size_text(max_value)} limit")

@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 from . import deployplan, staging, upload
 from .build import BuildError, read_project
 from .engine import EngineError
-from .errors import RequestError, bad_request
+from .errors import InternalError, NotFound, RequestError, bad_request
 from .project import Project
 from .workspace import Workspace
 
@@ -85,7 +85,7 @@ class Deployments:
         with self._lock:
             for dep in list(self._records.values()):
                 if dep.status in CREATING:
-                    self._fail(dep, RequestError(500, "The server stopped while this deployment was being created"))
+                    self._fail(dep, InternalError("The server stopped while this deployment was being created"))
                 elif dep.status == "deleting":
                     self._remove(dep)
 
@@ -97,7 +97,7 @@ class Deployments:
     def get(self, deployment_id: str) -> Deployment:
         found = self._records.get(deployment_id)
         if found is None:
-            raise RequestError(404, f"Deployment '{deployment_id}' not found")
+            raise NotFound(f"Deployment '{deployment_id}' not found")
         return found
 
     # ---- steps --------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import BinaryIO
 from uuid import UUID
 
 from .bodies import size_text
-from .errors import RequestError, bad_request
+from .errors import PayloadTooLarge, bad_request
 from .project import Column, Datasource
 from .settings import DEFAULTS, ServerSettings
 
@@ -92,7 +92,7 @@ class _Bounded(io.RawIOBase):
     def _moved(self, position: int) -> None:
         self._position = position
         if position > self._limit:
-            raise RequestError(413, f"The file exceeds the {size_text(self._limit)} limit of the Data Sources API")
+            raise PayloadTooLarge(f"The file exceeds the {size_text(self._limit)} limit of the Data Sources API")
 
 
 def _ungzipped(stream: BinaryIO, limit: int) -> BinaryIO:

@@ -17,7 +17,7 @@ from tinybird.sql_template import (
 )
 from tinybird.sql_toolset import replace_tables, sql_get_used_tables
 
-from .errors import RequestError, bad_request
+from .errors import NotFound, bad_request
 from .project import Node, Pipe
 from .rendercache import RenderCache, charge_toolset, text_bytes
 from .settings import DEFAULTS
@@ -189,7 +189,7 @@ class PipeRenderer:
             if node.name == target:
                 return sql
             rendered[("", node.name)] = ("", f"({sql})")
-        raise RequestError(404, f"pipe {self.pipe.name} has no node {target}")
+        raise NotFound(f"pipe {self.pipe.name} has no node {target}")
 
     def _render_node(self, node: Node, values: dict[str, str], test_mode: bool = False) -> str:
         template = _template_sql(node)

@@ -22,7 +22,7 @@ import requests
 import urllib3
 from isal import isal_zlib
 
-from .errors import RequestError, bad_request
+from .errors import Forbidden, RequestError, bad_request
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -51,8 +51,8 @@ def open_url(url: str, admin: bool, workspace: Workspace) -> tuple[BinaryIO, str
 def _open_file(url: str, host: str, path: str, admin: bool, workspace: Workspace) -> BinaryIO:
     """A file:// path (admin only; our addition to Tinybird), confined to the project folder and the data dir."""
     if not admin:
-        raise RequestError(403, "Forbidden: only an admin token may import from a file:// URL")
-    outside = RequestError(403, f"url={url}: only files in the project folder or the data dir can be imported")
+        raise Forbidden("Forbidden: only an admin token may import from a file:// URL")
+    outside = Forbidden(f"url={url}: only files in the project folder or the data dir can be imported")
     if host not in ("", "localhost"):
         raise outside
     try:

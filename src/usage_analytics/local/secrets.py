@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from .errors import RequestError, bad_request
+from .errors import Conflict, NotFound, bad_request
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_SECRET_BYTES = 64 * 1024
@@ -47,7 +47,7 @@ class SecretStore:
     def describe(self, name: str) -> dict:
         item = self._items.get(name)
         if item is None:
-            raise RequestError(404, f"Secret '{name}' not found")
+            raise NotFound(f"Secret '{name}' not found")
         return {"name": name, "type": "secret", "created_at": item["created_at"], "updated_at": item["updated_at"]}
 
     def put(self, name: str, value: str, create: bool) -> dict:
@@ -58,9 +58,9 @@ class SecretStore:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._lock:
             if create and name in self._items:
-                raise RequestError(409, f"Secret '{name}' already exists: update it with PUT /v0/variables/{name}")
+                raise Conflict(f"Secret '{name}' already exists: update it with PUT /v0/variables/{name}")
             if not create and name not in self._items:
-                raise RequestError(404, f"Secret '{name}' not found")
+                raise NotFound(f"Secret '{name}' not found")
             created = self._items.get(name, {}).get("created_at", now)
             self._items[name] = {"value": value, "created_at": created, "updated_at": now}
             self._save()
@@ -69,7 +69,7 @@ class SecretStore:
     def delete(self, name: str) -> None:
         with self._lock:
             if self._items.pop(name, None) is None:
-                raise RequestError(404, f"Secret '{name}' not found")
+                raise NotFound(f"Secret '{name}' not found")
             self._save()
 
     def load_env(self, project_dir: Path) -> list[str]:

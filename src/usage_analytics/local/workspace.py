@@ -24,7 +24,7 @@ from . import ddl, formats, sqlcheck
 from .auth import TokenStore
 from .build import Builder, BuildReport, State, read_project
 from .engine import DATABASE, Engine, EngineError
-from .errors import RequestError, bad_request
+from .errors import NotFound, RequestError, RequestTimeout, ServiceUnavailable, TooManyRequests, bad_request
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer
 from .project import Datasource, Node, Pipe, Project
@@ -63,8 +63,7 @@ class DatasourceGate:
     def append(self) -> Iterator[dict[str, str]]:
         with self._cond:
             if self._pending >= self.max_pending:
-                raise RequestError(
-                    429,
+                raise TooManyRequests(
                     f"Ingestion into '{self.name}' is behind ({self._pending} requests in progress): retry later",
                     headers={"Retry-After": "1", **self.headers(0)},
                 )
@@ -217,7 +216,7 @@ class Workspace:
             raise bad_request("The 'name' parameter is required: the datasource to append to")
         ds = self.project.datasources.get(name)
         if ds is None:
-            raise RequestError(404, f"Data Source '{name}' not found")
+            raise NotFound(f"Data Source '{name}' not found")
         return ds
 
     def gate(self, ds: Datasource) -> DatasourceGate:
@@ -368,7 +367,7 @@ class Workspace:
     def endpoint(self, name: str) -> PipeRenderer:
         renderer = self._renderers.get(name)
         if renderer is None or renderer.pipe.kind != "endpoint":
-            raise RequestError(404, f"The pipe '{name}' does not exist or is not published as an endpoint")
+            raise NotFound(f"The pipe '{name}' does not exist or is not published as an endpoint")
         return renderer
 
     def run_read_query(self, sql: str, fmt: str) -> bytes:
@@ -397,7 +396,7 @@ class Workspace:
             fmt, q = match.group(1), q[: match.start()]
         base = self.project.pipes.get(pipeline) if pipeline else None
         if pipeline and base is None:
-            raise RequestError(404, f"Pipe '{pipeline}' not found")
+            raise NotFound(f"Pipe '{pipeline}' not found")
         nodes = base.nodes if base else ()
         templated = q.lstrip().startswith("%")
         if not templated:  # checked as written, so that a refusal speaks of the caller's own SQL
@@ -460,9 +459,9 @@ def query_error(exc: EngineError, settings: ServerSettings) -> RequestError:
     408, one over its memory or result size a 400 (it must ask for less), the server itself out of memory a 503
     (worth a retry); anything else is the query's fault, a 400. ClickHouse's error name stays in the message."""
     if exc.code == "TIMEOUT_EXCEEDED":
-        return RequestError(408, f"[Error] The query exceeded the {settings.max_execution_time:g} s limit: {exc}")
+        return RequestTimeout(f"[Error] The query exceeded the {settings.max_execution_time:g} s limit: {exc}")
     if exc.code == "MEMORY_LIMIT_EXCEEDED" and "(total)" in str(exc):
-        return RequestError(503, f"[Error] The server is out of memory, retry later: {exc}", {"Retry-After": "1"})
+        return ServiceUnavailable(f"[Error] The server is out of memory, retry later: {exc}", {"Retry-After": "1"})
     if exc.code == "MEMORY_LIMIT_EXCEEDED":
         return bad_request(f"[Error] The query exceeded the {settings.max_memory_usage} bytes memory limit: {exc}")
     if exc.code == "TOO_MANY_ROWS_OR_BYTES":

@@ -16,7 +16,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from .errors import RequestError, bad_request
+from .errors import Conflict, Forbidden, NotFound, bad_request
 from .workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -81,14 +81,14 @@ class Registry:
         for ws in self.all():
             if key in (ws.tokens.workspace_id, ws.name):
                 return ws
-        raise RequestError(404, f"Workspace '{key}' not found")
+        raise NotFound(f"Workspace '{key}' not found")
 
     def create(self, name: str) -> Workspace:
         if not name or not _NAME.match(name):
             raise bad_request(f"Invalid workspace name '{name}': letters, digits and _ only, starting with a letter")
         with self._lock:
             if any(ws.name == name for ws in self.all()):
-                raise RequestError(409, f"A workspace named '{name}' already exists")
+                raise Conflict(f"A workspace named '{name}' already exists")
             workspace_id = str(uuid.uuid4())
             self._others[workspace_id] = ws = self._open(workspace_id, name)
             self._save()
@@ -98,7 +98,7 @@ class Registry:
         """A hard delete: the workspace's tables, tokens and files go; the first workspace cannot be deleted."""
         ws = self.find(key)
         if ws is self.first:
-            raise RequestError(403, "The workspace the server was started with cannot be deleted")
+            raise Forbidden("The workspace the server was started with cannot be deleted")
         with self._lock:
             self._others = {k: w for k, w in self._others.items() if w is not ws}
             self._save()

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ..errors import RequestError
+from ..errors import Forbidden
 from .common import admin, workspace
 
 
@@ -25,8 +25,7 @@ async def version(request: Request) -> Response:
 async def local_tokens(request: Request) -> Response:
     """Tinybird Local's `GET /tokens`: the admin tokens, to anyone who connects, so only on loopback by default."""
     if workspace(request).settings.expose_tokens is False:
-        raise RequestError(
-            403,
+        raise Forbidden(
             "GET /tokens is off: the server listens beyond loopback, and this route gives anyone the admin "
             "token; start it with --expose-tokens to allow it",
         )

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .. import bodies, formats, remote
-from ..errors import RequestError, bad_request
+from ..errors import Forbidden, NotFound, bad_request
 from . import shapes
 from .common import admin, base_url, token, workspace
 
@@ -127,9 +127,9 @@ async def job(request: Request) -> Response:
     caller = token(request)
     found = workspace(request).jobs.get(request.path_params["id"])
     if found is None:
-        raise RequestError(404, f"Job '{request.path_params['id']}' not found")
+        raise NotFound(f"Job '{request.path_params['id']}' not found")
     if not caller.has_scope_on(found.datasource.name):  # a job is its datasource's: admin, or a scope on it
-        raise RequestError(403, f"Forbidden: token {caller.name} has no scope on {found.datasource.name}")
+        raise Forbidden(f"Forbidden: token {caller.name} has no scope on {found.datasource.name}")
     return JSONResponse(shapes.job(found, base_url(request)))
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import bodies
-from ..errors import RequestError, bad_request
+from ..errors import NotFound, bad_request
 from ..openapi import document as openapi_document
 from . import shapes
 from .common import admin, base_url, parameters, token, workspace
@@ -26,7 +26,7 @@ _OUTPUT_FORMATS = {
 async def data(request: Request) -> Response:
     name, ext = request.path_params["name"], request.path_params["fmt"]
     if ext not in _OUTPUT_FORMATS:
-        raise RequestError(404, f"Unknown format '{ext}': use .json, .csv or .ndjson")
+        raise NotFound(f"Unknown format '{ext}': use .json, .csv or .ndjson")
     ws, caller = workspace(request), token(request)
     renderer = ws.endpoint(name)
     ws.tokens.require(caller, "PIPES:READ", name)
@@ -89,7 +89,7 @@ async def describe(request: Request) -> Response:
     ws.tokens.require(caller, "PIPES:READ", name)  # before the lookup: no hint whether it exists
     found = ws.project.pipes.get(name)
     if found is None:
-        raise RequestError(404, f"Pipe '{name}' not found")
+        raise NotFound(f"Pipe '{name}' not found")
     return JSONResponse(shapes.pipe(found, base_url(request)))
 
 
