@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -240,3 +241,17 @@ def test_v1_appends_and_replaces_answer_jobs_without_an_error_key(writer):
     replaced = server.http.post(replace, data=csv, headers={**server.auth(), "Content-Type": "text/csv"})
     assert replaced.status_code == 200 and replaced.json()["mode"] == "replace", replaced.text
     assert count(server, "events") == 1
+
+
+def test_a_project_with_env_files_sets_its_secrets_through_the_cli(writer, tmp_path):
+    """Every `tb --local` command first sets the project's `.env` and `.env.local` as secrets (/v0/variables)."""
+    target, folder = writer
+    project = tmp_path / "project"
+    shutil.copytree(folder, project, ignore=shutil.ignore_patterns("data"))
+    (project / ".env").write_text("CLI_SECRET=from-env\nOTHER_SECRET=x\n")
+    (project / ".env.local").write_text("CLI_SECRET=from-env-local\n")
+    tb(target, project, "--local", "sql", "SELECT 1")
+    tb(target, project, "--local", "sql", "SELECT 2")  # a second run updates what exists
+    names = [v["name"] for v in get(target, "/v0/variables").json()["variables"]]
+    assert {"CLI_SECRET", "OTHER_SECRET"} <= set(names)
+    assert "from-env" not in get(target, "/v0/variables/CLI_SECRET").text
