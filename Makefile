@@ -48,8 +48,9 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
+# one pytest worker per core; a module's tests stay on one worker, so they share its servers
 test: lint postgresql
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 # One run of every measurement (BENCHMARKS.md); SCALE=small|medium|large, data cached in .bench-cache/
 bench: $(INSTALLED) postgresql
