@@ -236,3 +236,22 @@ def test_a_failed_query_does_not_spill_into_the_next_answer(server):
 def test_a_bad_limit_flag_is_named(tmp_path, pair, message):
     done = run_cli(None, "local", "--data-dir", str(tmp_path / "d"), "--limit", pair)
     assert done.returncode != 0 and message in done.stderr
+
+
+def test_a_workspace_cannot_read_another_workspaces_tables(server):
+    """A second workspace's pipe naming the first one's database (`tb.events`) is refused, not answered."""
+    tokens = requests.get(server.url("/tokens"), timeout=5).json()
+    created = server.http.post(
+        server.url("/v1/workspaces"), params={"name": "nosy_neighbour", "token": tokens["user_token"]}
+    )
+    assert created.status_code == 200, created.text
+    neighbour = created.json()["token"]
+    pipe = "NODE endpoint\nSQL >\n    SELECT count() AS n FROM tb.events\n\nTYPE ENDPOINT\n"
+    files = [("context://", ("cli-version", "1.0.0")), ("data_project://", ("endpoints/leak.pipe", pipe))]
+    built = server.http.post(server.url("/v1/build"), files=files, headers=server.auth(neighbour))
+    assert built.status_code == 200, built.text
+    answer = server.http.get(server.url("/v0/pipes/leak.json"), headers=server.auth(neighbour))
+    assert answer.status_code == 400 and "not a datasource of this workspace" in answer.json()["error"]
+    for q in ("SELECT count() FROM tb.events", "SELECT count() FROM events"):
+        refused = server.http.get(server.url("/v0/sql"), params={"q": q}, headers=server.auth(neighbour))
+        assert refused.status_code == 400, (q, refused.text)

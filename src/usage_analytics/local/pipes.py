@@ -137,8 +137,10 @@ class PipeRenderer:
         resolve_table: Callable[[str, dict], tuple[str, str] | None],
         cache: RenderCache | None = None,
         secrets: Callable[[], list[str]] = list,
+        databases: tuple[str, ...] = (),
     ):
         self.pipe = pipe
+        self._databases = databases  # the databases a `db.table` may name: the workspace's own (none: any)
         self._secrets = secrets  # the names of the workspace's secrets, which `tb_secret('name')` may read
         self._resolve_table = resolve_table  # name -> (database, table) or ('', '(subquery)'), None if unknown
         self._cache = cache  # None: nothing is kept (a one-off /v0/sql query)
@@ -216,6 +218,9 @@ class PipeRenderer:
             raise bad_request(f"pipe {self.pipe.name}: invalid SQL: {str(exc).splitlines()[0]}") from None
         for database, name, _ in used:
             key = ("", name)
+            if database and self._databases and database not in self._databases:
+                # another workspace's tables (or the server's): Tinybird shares a datasource only when told to
+                raise bad_request(f"pipe {self.pipe.name}: {database}.{name} is not a datasource of this workspace")
             if database or key in mapping:
                 continue
             resolved = self._resolve_table(name, values)

@@ -154,7 +154,7 @@ class Workspace:
             report = self._builder.apply_tables(project)
             self.project = project
             self._renderers = {
-                name: PipeRenderer(p, self._resolve_table, self._render_cache, self.secrets.names)
+                name: PipeRenderer(p, self._resolve_table, self._render_cache, self.secrets.names, (self.database,))
                 for name, p in project.pipes.items()
             }
             self._builder.create_views(
@@ -401,7 +401,9 @@ class Workspace:
         templated = q.lstrip().startswith("%")
         if not templated:  # checked as written, so that a refusal speaks of the caller's own SQL
             self._check_read(q, {n.name for n in nodes})
-        renderer = PipeRenderer(_adhoc_pipe(q, nodes), self._resolve_table, secrets=self.secrets.names)
+        renderer = PipeRenderer(
+            _adhoc_pipe(q, nodes), self._resolve_table, secrets=self.secrets.names, databases=(self.database, "system")
+        )
         select = renderer.render(values or {}, _QUERY_NODE)
         if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined
             self._check_read(select, set())
