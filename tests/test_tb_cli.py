@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from conftest import ROOT, ServerProcess, copy_project, event, run_tb, slice_project
@@ -120,6 +122,18 @@ def test_tb_datasource_append_sends_a_file_and_events(writer, tmp_path):
     assert "2 rows appended" in printed  # counted from the job's blocks
     assert (
         count(server, "events", "feature = 'cli_file'") == 3 and count(server, "events", "feature = 'cli_events'") == 2
+    )
+    # CSV (with a header of column names) and Parquet files, their format told by the extension
+    table = [event(event_id=f"cli-csv-{i}", feature="cli_csv") for i in range(4)]
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text(",".join(table[0]) + "\n" + "\n".join(",".join(row.values()) for row in table) + "\n")
+    assert "Rows appended" in tb(server, folder, "--local", "datasource", "append", "events", str(csv_file)).stdout
+    parquet = [event(event_id=f"cli-pq-{i}", feature="cli_parquet") for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(parquet), tmp_path / "rows.parquet")
+    done = tb(server, folder, "--local", "datasource", "append", "events", str(tmp_path / "rows.parquet"))
+    assert "Rows appended" in done.stdout
+    assert (
+        count(server, "events", "feature = 'cli_csv'") == 4 and count(server, "events", "feature = 'cli_parquet'") == 5
     )
 
 
