@@ -36,6 +36,11 @@ def main() -> None:
 @click.option("--port", default=7181, show_default=True, type=int)
 @click.option("--fsync", is_flag=True, help="fsync every insert, so acknowledged rows survive power loss too.")
 @click.option(
+    "--copy-schedules-at-start",
+    is_flag=True,
+    help="Also run every scheduled copy pipe once at start, then on its COPY_SCHEDULE (tests use it).",
+)
+@click.option(
     "--max-pending-ingests",
     default=DEFAULTS.max_pending_ingests,
     show_default=True,
@@ -96,6 +101,7 @@ def local(
     host: str,
     port: int,
     fsync: bool,
+    copy_schedules_at_start: bool,
     max_pending_ingests: int,
     max_events_body: int,
     max_import_bytes: int,
@@ -111,6 +117,7 @@ def local(
 
     flags = {
         "fsync": fsync,
+        "copy_schedules_at_start": copy_schedules_at_start,
         "max_pending_ingests": max_pending_ingests,
         "max_events_body": max_events_body,
         "max_import_bytes": max_import_bytes,

@@ -242,7 +242,7 @@ class Builder:
                 sql = select(pipe)
                 self.engine.query(ddl.create_materialized_view(pipe.name, node.name, node.target, sql, self.database))
                 if backfill:
-                    self.engine.query(f"INSERT INTO {self._table(node.target)} {sql}")
+                    self.engine.insert_select(self._table(node.target), sql)
             except (EngineError, RequestError) as exc:
                 problem = Problem(filename(project, pipe.path), f"materialization {pipe.name}: {exc}")
                 raise BuildError([problem]) from None

@@ -21,6 +21,13 @@ from .settings import DEFAULTS, ServerSettings
 
 DATABASE = "tb"
 _CODE_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
+# Tinybird's SQL semantics where they differ from ClickHouse's defaults and real projects rely on them (inferred
+# from how Tinybird answers; its docs name no settings): a joined subquery needs no alias. Writers too: a
+# materialized view's SELECT runs in the session of the insert. Not applied: prefer_column_name_to_alias = 1, which
+# would make `WITH expr AS col` resolve to the column as Tinybird seems to, but also makes
+# `toStartOfHour(ts) AS ts ... GROUP BY ts` group by the raw column, silently; without Tinybird documenting it,
+# a wrong count is the worse risk.
+_TINYBIRD_SEMANTICS = "joined_subquery_requires_alias = 0"
 
 
 class EngineError(Exception):
@@ -83,6 +90,7 @@ class Engine:
             limits = self.settings
             sess = chdb_session.Session(str(self.data_dir / "chdb"))
             sess.query("SET session_timezone = 'UTC'")
+            sess.query(f"SET {_TINYBIRD_SEMANTICS}")
             sess.query(f"SET max_memory_usage = {int(limits.max_memory_usage)}")
             if readonly:
                 sess.query(
@@ -116,6 +124,15 @@ class Engine:
             self._sessions.remove(sess)
         with contextlib.suppress(Exception):
             sess.close()
+
+    def insert_select(self, table: str, select: str) -> None:
+        """Insert what `select` gives into `table` as a materialized view would: each output column into the
+        table's column of that name, whatever the order (a plain `INSERT ... SELECT` goes by position); a column
+        the table lacks is left out and one the select lacks gets its DEFAULT."""
+        present = {row["name"] for row in self.rows(f"DESCRIBE TABLE {table}")}
+        names = [row["name"] for row in self.rows(f"DESCRIBE ({select})") if row["name"] in present]
+        columns = ", ".join("`" + name.replace("`", "``") + "`" for name in names)
+        self.query(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({select})")
 
     def rows(self, sql: str, params: dict | None = None) -> list[dict]:
         out = self.query(sql, "JSONEachRow", params)

@@ -195,7 +195,7 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
     fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
-    if col.sql_type.startswith("Nullable(") and col.default is None:
+    if col.stores_null and col.default is None:
         value = f"CAST(if(p{i}, v{i}, NULL) AS {col.sql_type})"
     else:
         value = f"CAST(if(p{i}, assumeNotNull(v{i}), {fallback}) AS {col.sql_type})"

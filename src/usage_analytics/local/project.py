@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+from croniter import croniter
 from tinybird.datafile.parse_datasource import parse_datasource
 from tinybird.datafile.parse_pipe import parse_pipe
 
@@ -37,9 +38,14 @@ class Column:
         return f"Nullable({self.type})" if self.nullable and not self.type.startswith("Nullable(") else self.type
 
     @property
+    def stores_null(self) -> bool:
+        """The column holds NULL: Nullable, also inside LowCardinality, as ClickHouse allows it nowhere else."""
+        return self.sql_type.removeprefix("LowCardinality(").startswith("Nullable(")
+
+    @property
     def accepts_missing(self) -> bool:
         """A missing or null value is stored (as NULL or the DEFAULT) instead of quarantining the row."""
-        return self.default is not None or self.sql_type.startswith("Nullable(")
+        return self.default is not None or self.stores_null
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class Node:
     description: str = ""
     kind: str = ""  # "", "endpoint", "materialized" or "copy"
     target: str | None = None  # datasource fed by a materialized or copy node
+    copy_mode: str = ""  # a copy node's COPY_MODE: append (the default) or replace
+    copy_schedule: str = ""  # a copy node's COPY_SCHEDULE: a cron expression, or @on-demand (the default)
 
 
 @dataclass(frozen=True)
@@ -99,11 +107,17 @@ class Project:
     def materializations(self) -> dict[str, Pipe]:
         return {name: p for name, p in self.pipes.items() if p.kind == "materialized"}
 
+    @property
+    def copies(self) -> dict[str, Pipe]:
+        return {name: p for name, p in self.pipes.items() if p.kind == "copy"}
+
     def fixture_for(self, datasource: str) -> Path | None:
-        for folder in ("fixtures", "tests/fixtures"):
-            candidate = self.root / folder / f"{datasource}.ndjson"
-            if candidate.is_file():
-                return candidate
+        """The rows `tb build` loads into an empty `datasource`: its .ndjson, or else a .sql whose result they are."""
+        for suffix in (".ndjson", ".sql"):
+            for folder in ("fixtures", "tests/fixtures"):
+                candidate = self.root / folder / f"{datasource}{suffix}"
+                if candidate.is_file():
+                    return candidate
         return None
 
 
@@ -166,12 +180,18 @@ def load_pipe(path: Path) -> Pipe:
             sql=n["sql"],
             description=n.get("description") or "",
             kind=(n.get("type") or "").lower(),
-            target=n.get("datasource"),
+            target=n.get("datasource") or n.get("target_datasource"),
+            copy_mode=(n.get("mode") or "").lower() if (n.get("type") or "").lower() == "copy" else "",
+            copy_schedule=(n.get("copy_schedule") or "").strip(),
         )
         for n in datafile.nodes
     )
     if not nodes:
         raise ProjectError((path, "a pipe needs at least one NODE"))
+    for node in nodes:
+        problem = copy_problem(node)
+        if problem:
+            raise ProjectError((path, f"node {node.name}: {problem}"))
     return Pipe(
         name=path.stem,
         nodes=nodes,
@@ -179,6 +199,20 @@ def load_pipe(path: Path) -> Pipe:
         tokens=_tokens(datafile),
         path=str(path),
     )
+
+
+def copy_problem(node: Node) -> str | None:
+    """What is wrong with a copy node's COPY_MODE or COPY_SCHEDULE, or None (also for any other node)."""
+    if node.kind != "copy":
+        return None
+    if node.copy_mode not in ("", "append", "replace"):
+        return f"COPY_MODE {node.copy_mode} is not append or replace"
+    if not node.target:
+        return "a TYPE COPY node needs a TARGET_DATASOURCE"
+    schedule = node.copy_schedule
+    if schedule and schedule != "@on-demand" and not croniter.is_valid(schedule):
+        return f"COPY_SCHEDULE {schedule!r} is not a cron expression or @on-demand"
+    return None
 
 
 def _load_each(paths: list[Path], loader, problems: list[tuple[Path | None, str]]) -> list:

@@ -80,7 +80,7 @@ def swap_in(
             target_shadow = shadow_table(engine, target, database)
             built.append((target, target_shadow))
             over_shadow = replace_tables(select, {(database, datasource): (database, shadow)})
-            engine.query(f"INSERT INTO {ddl.table(target_shadow, database)} {over_shadow}")
+            engine.insert_select(ddl.table(target_shadow, database), over_shadow)
         with snapshot.publish():
             for live, new in built:
                 engine.query(f"EXCHANGE TABLES {ddl.table(live, database)} AND {ddl.table(new, database)}")

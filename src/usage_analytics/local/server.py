@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import uvicorn
 
+from .copies import CopyScheduler
 from .http import build_app
 from .settings import DEFAULTS, MiB, ServerSettings
 from .workspace import Workspace
@@ -90,4 +91,5 @@ def serve(
             access_log=False,
             h11_max_incomplete_event_size=_REQUEST_HEAD_BUFFER,
         )
-        _AnnouncingServer(config, announce).run()
+        with CopyScheduler(registry):  # scheduled copy pipes run while the server does, and stop with it
+            _AnnouncingServer(config, announce).run()

@@ -37,6 +37,12 @@ class ServerSettings:
     max_memory_usage: int = 4096 * MiB  # bytes per query
     max_result_bytes: int = 100 * MiB  # bytes of one answer (endpoints and /v0/sql)
 
+    # copy pipes: a copy's SELECT has every limit of a read but this time, since it may scan much more than an
+    # endpoint answers (our choice: Tinybird's copy time limits depend on the plan)
+    copy_max_execution_time: float = 600.0  # seconds
+    copy_schedule_tick: float = 1.0  # seconds between the scheduler's looks at the clock
+    copy_schedules_at_start: bool = False  # run every scheduled copy once at start too (what the tests use)
+
     # caches, bounded in bytes
     render_cache_bytes: int = 32 * MiB  # rendered SQL of endpoints, all pipes together
 

@@ -95,10 +95,12 @@ class DatasourceGate:
 
 @dataclass
 class ImportResult:
-    """One Data Sources API operation (an import or delete job); http/shapes.py gives its JSON."""
+    """One Data Sources API operation (an import or delete job), or a copy pipe's run; http/shapes.py gives its JSON."""
 
-    kind: str  # import | replace | delete_data
+    kind: str  # import | replace | delete_data | copy
     datasource: Datasource
+    pipe: Pipe | None = None  # a copy's pipe, whose COPY_MODE is `mode`
+    mode: str = ""
     rows: int = 0
     quarantined: int = 0
     bytes: int = 0
@@ -166,7 +168,8 @@ class Workspace:
             for name, ds in project.datasources.items():
                 fixture = project.fixture_for(name)
                 if fixture is not None and self.engine.row_count(name, self.database) == 0:
-                    result = self.ingest_file(ds, fixture)
+                    load = self.ingest_sql_fixture if fixture.suffix == ".sql" else self.ingest_file
+                    result = load(ds, fixture)
                     report.add(
                         f"datasource {name}: loaded {result.successful_rows} rows from {fixture.name}"
                         + (f" ({result.quarantined_rows} quarantined)" if result.quarantined_rows else "")
@@ -227,6 +230,12 @@ class Workspace:
 
     def ingest(self, ds: Datasource, body: bytes) -> IngestResult:
         return ingest_lines(self.engine, ds, split_lines(body), database=self.database)
+
+    def ingest_sql_fixture(self, ds: Datasource, path: Path) -> IngestResult:
+        """The rows of a fixture's SELECT, as `tb build` loads them: run as `/v0/sql` runs it (read-only, checked),
+        then appended as NDJSON, so a row that does not fit the schema is quarantined as it would be there."""
+        body, _ = self.sql_query(path.read_text().strip().rstrip(";") + " FORMAT JSONEachRow")
+        return ingest_lines(self.engine, ds, split_lines(body), import_id="fixtures", database=self.database)
 
     def ingest_file(self, ds: Datasource, path: Path) -> IngestResult:
         """Stream an NDJSON file in chunks, so a file of any size loads in bounded memory."""

@@ -21,7 +21,7 @@ from ..errors import RequestError, engine_failure
 from ..project import ProjectError
 from ..workspace import Workspace
 from ..workspaces import Registry
-from . import admin, build, datasources, deploy, events, pipes, sql, variables, workspaces
+from . import admin, build, copies, datasources, deploy, events, pipes, sql, variables, workspaces
 from .limits import RequestLimits
 
 _log = logging.getLogger("usage_analytics.local")
@@ -53,6 +53,7 @@ ROUTES = [
     Route("/v0/pipes/openapi.json", pipes.openapi),
     Route("/v0/pipes/{name}/openapi.json", pipes.openapi),
     Route("/v0/pipes/{name}/explain", pipes.explain),
+    Route("/v0/pipes/{name}/copy", copies.run, methods=["POST"]),
     Route("/v0/pipes/{name}.{fmt}", pipes.data, methods=["GET", "POST"]),
     Route("/v0/pipes/{name}", pipes.describe),
     Route("/examples/query.http", pipes.example_url),

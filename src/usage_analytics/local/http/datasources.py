@@ -128,7 +128,8 @@ async def job(request: Request) -> Response:
     found = workspace(request).jobs.get(request.path_params["id"])
     if found is None:
         raise NotFound(f"Job '{request.path_params['id']}' not found")
-    if not caller.has_scope_on(found.datasource.name):  # a job is its datasource's: admin, or a scope on it
+    # a job is its datasource's (a copy's, its pipe's too): admin, or a scope on it
+    if not caller.has_scope_on(found.datasource.name) and not (found.pipe and caller.has_scope_on(found.pipe.name)):
         raise Forbidden(f"Forbidden: token {caller.name} has no scope on {found.datasource.name}")
     return JSONResponse(shapes.job(found, base_url(request)))
 

@@ -52,6 +52,18 @@ def job(result: ImportResult, base_url: str) -> dict:
     }
     if result.kind == "delete_data":
         return {**shape, "delete_condition": result.condition, "rows_affected": result.rows}
+    if result.kind == "copy" and result.pipe is not None:
+        # the copy job of https://www.tinybird.co/docs/api-reference/pipe-api/copy-pipes-api; its query's id is the
+        # job's own (ClickHouse's id of a query is not kept here)
+        return {
+            **shape,
+            "pipe_id": _stable_id("pipe", result.pipe.name),
+            "pipe_name": result.pipe.name,
+            "query_id": result.id,
+            "mode": result.mode,
+            "statistics": {"row_count": result.rows},
+            "dependent_datasources": {},
+        }
     # one block for the whole file: `tb datasource append` adds up `lines` and `quarantine` over the blocks
     block = {"lines": result.rows, "quarantine": result.quarantined, "bytes": result.bytes, "invalid_lines": 0}
     return {
@@ -69,7 +81,8 @@ def job(result: ImportResult, base_url: str) -> dict:
 def job_summary(result: ImportResult, base_url: str) -> dict:
     """A job as `GET /v0/jobs` lists it."""
     full = job(result, base_url)
-    return {key: full[key] for key in ("id", "kind", "status", "created_at", "updated_at", "job_url", "datasource")}
+    keys = ("id", "kind", "status", "created_at", "updated_at", "job_url", "datasource", "pipe_id", "pipe_name")
+    return {key: full[key] for key in keys if key in full}
 
 
 def datasource(ws: Workspace, ds: Datasource) -> dict:
@@ -125,6 +138,19 @@ def pipe(p: Pipe, base_url: str) -> dict:
         "created_at": when,
         "updated_at": when,
         "nodes": [_node(p, n) for n in p.nodes],
+        **(_copy(p.output_node) if p.kind == "copy" else {}),
+    }
+
+
+def _copy(node: Node) -> dict:
+    """A copy pipe's own fields, as Tinybird's pipe objects carry them (`schedule.status` is `running` while a cron
+    schedule runs it)."""
+    cron = node.copy_schedule if node.copy_schedule and node.copy_schedule != "@on-demand" else None
+    return {
+        "copy_node": node.name,
+        "copy_mode": node.copy_mode or "append",
+        "copy_target_datasource": node.target,
+        "schedule": {"cron": cron, "status": "running" if cron else "shutdown"},
     }
 
 
