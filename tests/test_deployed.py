@@ -11,14 +11,9 @@ from __future__ import annotations
 import shutil
 from urllib.parse import urlsplit
 
-import cases
-import oracle
 import pytest
 from conftest import ROOT, ServerProcess, Target, copy_project, load_fixtures, remote, run_tb
-from matching import assert_rows_match
-
-ROWS = cases.load_rows()
-VALID = [(ep, case, params) for ep, items in cases.valid_cases(ROWS).items() for case, params in items]
+from test_endpoints import VALID, assert_answers_as_the_oracle
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +42,4 @@ def deployed(tmp_path_factory):
 
 @pytest.mark.parametrize(("endpoint", "case", "params"), VALID, ids=[f"{e}-{c}" for e, c, _ in VALID])
 def test_deployed_endpoint_matches_the_oracle(deployed, endpoint, case, params):
-    response = deployed.pipe(endpoint, params)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert [m["name"] for m in body["meta"]] == list(oracle.ENDPOINTS[endpoint])
-    assert_rows_match(body["data"], oracle.expected(endpoint, params, ROWS))
+    assert_answers_as_the_oracle(deployed, endpoint, params)
