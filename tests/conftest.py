@@ -61,6 +61,17 @@ class Target:
         return response.json()["data"]
 
 
+def count(target: Target, table: str, where: str = "1") -> int:
+    """Rows of `table` (a datasource, its quarantine or a roll-up) matching `where`, asked through /v0/sql."""
+    return int(target.sql(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"])
+
+
+def token_values(target: Target) -> dict[str, str]:
+    """Every token of the workspace by name (`analyst`, `ingest`, ...), from /v0/tokens with the admin token."""
+    listed = target.http.get(target.url("/v0/tokens"), headers=target.auth()).json()["tokens"]
+    return {t["name"]: t["token"] for t in listed}
+
+
 def run_cli(
     target: Target | None, *args: str, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ import threading
 
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, run_cli
-from test_datasources_api import api_row, assert_rollups_agree, count, ndjson, post_file
+from conftest import ROOT, ServerProcess, count, run_cli
+from test_datasources_api import api_row, assert_rollups_agree, ndjson, post_file
 
 from usage_analytics.local.pipes import PipeRenderer
 from usage_analytics.local.project import Node, Pipe

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, Target, run_tb
+from conftest import ServerProcess, Target, run_tb, token_values
 
 from usage_analytics.local.copies import next_run
 
@@ -143,11 +143,6 @@ def copy(target, pipe: str, token: str | None = None, **params):
     return target.http.post(target.url(f"/v0/pipes/{pipe}/copy"), params=params, headers=target.auth(token))
 
 
-def token_named(target, name: str) -> str:
-    tokens = target.http.get(target.url("/v0/tokens"), headers=target.auth()).json()["tokens"]
-    return next(t["token"] for t in tokens if t["name"] == name)
-
-
 def test_an_append_copy_adds_the_rows_its_parameters_select(shop):
     response = copy(shop, "copy_big_sales", min_amount="40")
     assert response.status_code == 200, response.text
@@ -164,7 +159,7 @@ def test_an_append_copy_adds_the_rows_its_parameters_select(shop):
     assert (followed["id"], followed["kind"], followed["pipe_name"]) == (job["id"], "copy", "copy_big_sales")
     assert job["id"] in [j["id"] for j in copy_jobs(shop)]
 
-    by_its_token = copy(shop, "copy_big_sales", token_named(shop, "copier"), min_amount="60")
+    by_its_token = copy(shop, "copy_big_sales", token_values(shop)["copier"], min_amount="60")
     assert by_its_token.status_code == 200, by_its_token.text
     assert shop.sql("SELECT id FROM big_sales ORDER BY id") == [{"id": 2}, {"id": 3}, {"id": 3}]
 
@@ -179,8 +174,8 @@ def test_a_bad_parameter_or_mode_is_a_400_and_copies_nothing(shop, pipe, params)
 
 
 def test_a_token_without_scope_on_the_pipe_is_a_403(shop):
-    assert copy(shop, "copy_big_sales", token_named(shop, "reader")).status_code == 403
-    assert copy(shop, "snapshot_totals", token_named(shop, "copier")).status_code == 403
+    assert copy(shop, "copy_big_sales", token_values(shop)["reader"]).status_code == 403
+    assert copy(shop, "snapshot_totals", token_values(shop)["copier"]).status_code == 403
     assert copy(shop, "totals").status_code == 404  # an endpoint is no copy pipe
 
 

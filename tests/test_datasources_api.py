@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, run_cli
+from conftest import ROOT, ServerProcess, count, run_cli, token_values
 
 from usage_analytics.ingest import EventsClient
 
@@ -96,10 +96,6 @@ def post_file(target, params: dict, field: str, filename: str, content: bytes, t
     )
 
 
-def count(target, table: str, where: str = "1") -> int:
-    return int(target.sql(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"])
-
-
 API_ROLLUPS = [  # roll-up, its request count, its latency sum (None: it keeps none), the raw rows it counts
     ("api_logs_daily_tenants_mv", "requests", "response_time_sum", "1"),
     ("api_logs_daily_endpoints_mv", "requests", "response_time_sum", "1"),
@@ -109,12 +105,12 @@ API_ROLLUPS = [  # roll-up, its request count, its latency sum (None: it keeps n
 
 def assert_rollups_agree(target) -> None:
     """Every roll-up holds exactly what its raw table holds, per day."""
-    for rollup, count, time_sum, rows in API_ROLLUPS:
+    for rollup, requests_column, time_sum, rows in API_ROLLUPS:
         raw_time, rollup_time = ("sum(response_time_ms)", f"sum({time_sum})") if time_sum else ("0", "0")
         api = target.sql(
             "SELECT day, tenant_id, sum(n) AS n, sum(t) AS t FROM (SELECT toDate(timestamp) AS day, tenant_id, "
             f"toInt64(count()) AS n, toInt64({raw_time}) AS t FROM api_logs WHERE {rows} GROUP BY day, tenant_id "
-            f"UNION ALL SELECT day, tenant_id, -toInt64(sum({count})), -toInt64({rollup_time}) "
+            f"UNION ALL SELECT day, tenant_id, -toInt64(sum({requests_column})), -toInt64({rollup_time}) "
             f"FROM {rollup} GROUP BY day, tenant_id) GROUP BY day, tenant_id HAVING n != 0 OR t != 0"
         )
         assert api == [], f"{rollup} disagrees with api_logs: {api[:5]}"
@@ -300,8 +296,7 @@ def test_delete_rows_with_a_condition(server):
     for condition, message in [("", "required"), ("1; DROP TABLE api_logs", "';'"), ("nope > 1", "Invalid")]:
         refused = server.http.post(url, data={"delete_condition": condition}, headers=server.auth())
         assert refused.status_code == 400 and message in refused.json()["error"], refused.text
-    reader = server.http.get(server.url("/v0/tokens"), headers=server.auth()).json()["tokens"]
-    analyst = next(t["token"] for t in reader if t["name"] == "analyst")
+    analyst = token_values(server)["analyst"]
     assert server.http.post(url, data={"delete_condition": "1"}, headers=server.auth(analyst)).status_code == 403
 
 

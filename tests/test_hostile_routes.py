@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, event, slice_project
+from conftest import ROOT, ServerProcess, count, event, slice_project, token_values
 
 from usage_analytics.bench import free_port
 
@@ -83,16 +83,11 @@ def jwt_for(target, pipe: str, **claims) -> str:
 
 @pytest.fixture(scope="module")
 def tokens(server) -> dict[str, str]:
-    listed = server.http.get(server.url("/v0/tokens"), headers=server.auth()).json()["tokens"]
-    return {"admin": server.token, **{t["name"]: t["token"] for t in listed}, "jwt": jwt_for(server, "feature_usage")}
+    return {"admin": server.token, **token_values(server), "jwt": jwt_for(server, "feature_usage")}
 
 
 def get(target, path: str, token: str) -> requests.Response:
     return target.http.get(target.url(path), headers=target.auth(token), timeout=10)
-
-
-def count(target, table: str, where: str = "1") -> int:
-    return int(target.sql(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"])
 
 
 def test_datasources_are_listed_and_described_only_for_tokens_that_may_read_them(server, tokens):

@@ -88,7 +88,8 @@ def test_readme_jwt_example_keeps_a_tenant_to_its_rows(target):
 
 def test_readme_data_sources_api_example(start_server):
     """The README's file appends, replace and delete, run as written on a server of our own."""
-    from test_datasources_api import assert_rollups_agree, count
+    from conftest import count
+    from test_datasources_api import assert_rollups_agree
 
     _, target = start_server(ROOT)
     block = README.split("<!-- datasources-example")[1].split("<!-- /datasources-example -->")[0]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, copy_project, event, run_tb, slice_project
+from conftest import ROOT, ServerProcess, copy_project, count, event, run_tb, slice_project, token_values
 
 from usage_analytics.local import load_project
 
@@ -58,17 +58,8 @@ def datafiles():
     return load_project(ROOT)
 
 
-def tokens(target) -> dict[str, str]:
-    listed = target.http.get(target.url("/v0/tokens"), headers=target.auth()).json()["tokens"]
-    return {t["name"]: t["token"] for t in listed}
-
-
 def get(target, path: str, token: str | None = None, **params):
     return target.http.get(target.url(path), params=params, headers=target.auth(token))
-
-
-def count(target, table: str, where: str = "1") -> int:
-    return target.sql(f"SELECT count() AS n FROM {table} WHERE {where}")[0]["n"]
 
 
 # ---- the real CLI ------------------------------------------------------------------------------------------------
@@ -94,7 +85,7 @@ def test_tb_endpoint_ls_lists_every_endpoint_with_a_url_that_answers(target, pro
     assert sorted(p["name"] for p in listed) == sorted(endpoints)
     assert all(p["nodes"] == len(endpoints[p["name"]].nodes) for p in listed)
     url = next(p["url"] for p in listed if p["name"] == PIPE)
-    assert url.endswith(f"/v0/pipes/{PIPE}.json?token={tokens(target)['analyst']}")  # a token that may read it
+    assert url.endswith(f"/v0/pipes/{PIPE}.json?token={token_values(target)['analyst']}")  # a token that may read it
     assert requests.get(url, timeout=10).json()["data"] == target.data(PIPE)
 
 
@@ -152,7 +143,7 @@ def test_a_pipe_object_has_its_nodes_sql_and_types(target, name, output_type):
 
 
 def test_a_pipe_object_needs_read_access_and_a_known_name(target):
-    analyst = tokens(target)["analyst"]
+    analyst = token_values(target)["analyst"]
     assert get(target, f"/v0/pipes/{PIPE}", analyst).status_code == 200
     assert get(target, "/v0/pipes/events_daily_users", analyst).status_code == 403
     assert get(target, "/v0/pipes/no_such_pipe", analyst).status_code == 403  # no hint whether it exists
@@ -184,7 +175,7 @@ def test_datasources_answer_statistics_and_times(target):
 
 
 def test_the_example_url_of_an_endpoint(target):
-    analyst, ingest = tokens(target)["analyst"], tokens(target)["ingest"]
+    analyst, ingest = token_values(target)["analyst"], token_values(target)["ingest"]
 
     def example(token: str, pipe: str = PIPE) -> requests.Response:  # as the CLI asks: the token in the query only
         params = {"format": "json", "pipe": pipe, "q": "", "token": token}
@@ -218,7 +209,7 @@ def test_sql_runs_a_pipes_node_as_tb_test_run_sends_it(target):
 
 
 def test_sql_with_a_pipeline_keeps_its_rules(target):
-    analyst = tokens(target)["analyst"]
+    analyst = token_values(target)["analyst"]
     assert get(target, "/v0/sql", analyst, q="SELECT 1", pipeline=PIPE).status_code == 403
     assert get(target, "/v0/sql", q="SELECT 1", pipeline="no_such_pipe").status_code == 404
     assert get(target, "/v0/sql", q="SELECT * FROM filtered_events").status_code == 400  # a node needs its pipeline
@@ -251,7 +242,9 @@ def test_v1_appends_and_replaces_answer_jobs_without_an_error_key(writer):
 
     csv = "".join(",".join(f'"{v}"' for v in r.values()) + "\n" for r in rows[:1]).encode()
     replace = server.url("/v1/datasources/events/replace")
-    assert server.http.post(replace, data=csv, headers={**server.auth(tokens(server)["ingest"])}).status_code == 403
+    assert (
+        server.http.post(replace, data=csv, headers={**server.auth(token_values(server)["ingest"])}).status_code == 403
+    )
     replaced = server.http.post(replace, data=csv, headers={**server.auth(), "Content-Type": "text/csv"})
     assert replaced.status_code == 200 and replaced.json()["mode"] == "replace", replaced.text
     assert count(server, "events") == 1
