@@ -93,7 +93,14 @@ def main() -> None:
     "--expose-tokens/--no-expose-tokens",
     default=None,
     help="Answer GET /tokens (the admin tokens, as Tinybird Local does) to anyone. "
-    "Default: only when --host is a loopback address.",
+    "Default: only when --host is a loopback address, and only to requests addressed to a loopback name.",
+)
+@click.option(
+    "--dashboard",
+    "dashboard_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder served at /dashboard/ (default: the project's dashboard/ folder, when it has one).",
 )
 def local(
     project_dir: Path,
@@ -110,6 +117,7 @@ def local(
     max_result_bytes: int,
     limits: tuple[str, ...],
     expose_tokens: bool | None,
+    dashboard_dir: Path | None,
 ) -> None:
     """Serve the project's datasources and endpoints with Tinybird's API, on chDB (no Docker)."""
     from .local import BuildError, ProjectError, serve
@@ -127,8 +135,18 @@ def local(
         "expose_tokens": expose_tokens,
     }
     settings = ServerSettings(**{**flags, **_limits(limits)})
+    dashboard_dir = dashboard_dir or project_dir / "dashboard"
+    static = {"/dashboard": dashboard_dir} if dashboard_dir.is_dir() else {}
     try:
-        serve(project_dir, data_dir, host, port, echo=lambda line: click.echo(line, err=False), settings=settings)
+        serve(
+            project_dir,
+            data_dir,
+            host,
+            port,
+            echo=lambda line: click.echo(line, err=False),
+            settings=settings,
+            static=static,
+        )
     except (ProjectError, BuildError, DataDirLocked) as exc:
         _fail(str(exc))
     except EngineError as exc:

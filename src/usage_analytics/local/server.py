@@ -58,6 +58,16 @@ def example_calls(workspace: Workspace, base: str) -> list[str]:
     return calls
 
 
+def reader_token(workspace: Workspace) -> str:
+    """The token a read-only page should use: the one that may read the most endpoints without being admin."""
+    names = sorted(workspace.project.endpoints)
+    readers = [t for t in workspace.tokens.all() if not t.admin]
+    best = max(readers, key=lambda t: sum(t.allows("PIPES:READ", n) for n in names), default=None)
+    if best is None or not any(best.allows("PIPES:READ", n) for n in names):
+        return workspace.tokens.admin_token
+    return best.token
+
+
 def serve(
     project_dir: Path,
     data_dir: Path,
@@ -65,10 +75,15 @@ def serve(
     port: int,
     echo: Callable[[str], None] = print,
     settings: ServerSettings = DEFAULTS,
+    static: dict[str, Path] | None = None,
 ) -> None:
+    """Build the project into the data dir and serve it; `static` maps URL prefixes to folders served as files (the
+    CLI serves the project's `dashboard/` at `/dashboard`)."""
     started = time.perf_counter()
-    if settings.expose_tokens is None:  # GET /tokens answers anyone who can connect: by default only on loopback
-        settings = replace(settings, expose_tokens=_is_loopback(host))
+    if settings.expose_tokens is None and not _is_loopback(host):
+        # GET /tokens gives the admin token to whoever connects: by default only on loopback (None), and there only
+        # to requests addressed to a loopback name (http/admin.py)
+        settings = replace(settings, expose_tokens=False)
     with Workspace(project_dir, data_dir, settings) as workspace:
         # like Tinybird Local, the project's .env and .env.local become the workspace's secrets
         workspace.secrets.load_env(workspace.project_dir)
@@ -82,9 +97,11 @@ def serve(
             echo(f"  admin token: {workspace.tokens.admin_token}")
             for line in example_calls(workspace, base):
                 echo(f"  {line}")
+            if static and "/dashboard" in static:
+                echo(f"  dashboard: {base}/dashboard/#token={reader_token(workspace)}")
 
         config = uvicorn.Config(
-            build_app(registry),
+            build_app(registry, static),
             host=host,
             port=port,
             log_level="warning",

@@ -47,7 +47,7 @@ class ServerSettings:
     render_cache_bytes: int = 32 * MiB  # rendered SQL of endpoints, all pipes together
 
     # exposure
-    expose_tokens: bool | None = None  # GET /tokens: None = only when bound to a loopback address
+    expose_tokens: bool | None = None  # GET /tokens: None = on a loopback address, to requests sent to a loopback name
 
 
 DEFAULTS = ServerSettings()

@@ -7,13 +7,15 @@ route table here; every error shaped into `{"error": ...}` by the exception hand
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ..build import BuildError
 from ..engine import EngineError
@@ -22,6 +24,7 @@ from ..project import ProjectError
 from ..workspace import Workspace
 from ..workspaces import Registry
 from . import admin, build, copies, datasources, deploy, events, pipes, sql, variables, workspaces
+from .cors import Cors
 from .limits import RequestLimits
 
 _log = logging.getLogger("usage_analytics.local")
@@ -106,12 +109,31 @@ async def _internal(request: Request, exc: Exception) -> Response:
     return error(500, f"Internal error: {type(exc).__name__}")
 
 
-def build_app(workspaces: Registry | Workspace) -> Starlette:
-    """The API over the server's workspaces (or over one workspace alone)."""
+class _StaticFiles(StaticFiles):
+    """A folder of static files (the dashboard), with a policy that lets its pages run their own scripts only, and
+    call any API host (the same page works against Tinybird Local and Cloud)."""
+
+    POLICY = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src *; base-uri 'none'; form-action 'self'"
+    )
+
+    async def get_response(self, path: str, scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Content-Security-Policy"] = self.POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+
+def build_app(workspaces: Registry | Workspace, static: dict[str, Path] | None = None) -> Starlette:
+    """The API over the server's workspaces (or over one workspace alone); `static` maps URL prefixes (`/dashboard`)
+    to folders served as they are."""
     registry = workspaces if isinstance(workspaces, Registry) else Registry(workspaces)
+    mounts = [Mount(prefix, app=_StaticFiles(directory=folder, html=True)) for prefix, folder in (static or {}).items()]
     app = Starlette(
-        routes=ROUTES,
-        middleware=[Middleware(RequestLimits, settings=registry.first.settings)],
+        routes=[*ROUTES, *mounts],
+        middleware=[Middleware(Cors), Middleware(RequestLimits, settings=registry.first.settings)],
         exception_handlers={
             RequestError: _refused,
             ProjectError: _invalid_project,

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import Forbidden
 from .common import admin, workspace
+from .cors import loopback_host
 
 
 async def health(request: Request) -> Response:
@@ -29,6 +30,10 @@ async def local_tokens(request: Request) -> Response:
             "GET /tokens is off: the server listens beyond loopback, and this route gives anyone the admin "
             "token; start it with --expose-tokens to allow it",
         )
+    if workspace(request).settings.expose_tokens is None and not loopback_host(request.headers.get("host", "")):
+        # on loopback, a request must also be addressed to a loopback name: a web page whose host name was made to
+        # resolve to 127.0.0.1 (DNS rebinding) reaches this server as its own origin, but says `Host: its.name`
+        raise Forbidden("GET /tokens answers only requests addressed to localhost (a loopback name in Host)")
     return JSONResponse(workspace(request).tokens.local_tokens())
 
 
