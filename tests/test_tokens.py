@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
 import jwt
 import pytest
 import requests
-from conftest import event, run_cli, slice_project
+from conftest import CLI, ServerProcess, event, run_cli, slice_project
 
 pytestmark = pytest.mark.embedded
 
 
-@pytest.fixture
-def served(tmp_path, start_server):
-    server, target = start_server(slice_project(tmp_path / "project"))
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One server for the module: no test changes what another reads (each JWT is minted by its own test)."""
+    root = tmp_path_factory.mktemp("tokens")
+    server = ServerProcess(slice_project(root / "project"), root / "data")
+    target = server.start()
     rows = [event(event_id=f"e{i}", user_id=f"u{i}", feature=f) for i, f in enumerate(["search", "search", "billing"])]
     assert target.send("events", rows).json()["successful_rows"] == 3
-    return server, target
+    yield server, target
+    server.stop()
 
 
 def cli(target, *args) -> subprocess.CompletedProcess:
@@ -157,3 +162,25 @@ def test_a_tenant_jwt_sees_exactly_its_tenants_rows(target, tenant):
             assert response.status_code == 200, response.text
             assert_rows_match(response.json()["data"], expected)
         assert target.pipe("api_usage_by_tenant", token=token).status_code == 403
+
+
+def test_a_jwt_signed_with_either_workspace_admin_token_is_accepted_and_not_with_the_user_token(served):
+    """Tinybird signs JWTs with the workspace's admin token; Tinybird Local's /tokens gives `admin_token` and
+    `workspace_admin_token`, and `usage-analytics token jwt` without TB_TOKEN signs with the second."""
+    _, target = served
+    local = requests.get(target.url("/tokens"), timeout=5).json()
+    workspace = requests.get(target.url("/v0/workspace"), headers=target.auth(), timeout=5).json()["id"]
+    claims = {"workspace_id": workspace, "name": "t", "exp": int(time.time()) + 60}
+    claims["scopes"] = [{"type": "PIPES:READ", "resource": "feature_usage"}]
+    for name in ("admin_token", "workspace_admin_token"):
+        signed = jwt.encode(claims, local[name], algorithm="HS256")
+        assert target.pipe("feature_usage", token=signed).status_code == 200, name
+    refused = target.pipe("feature_usage", token=jwt.encode(claims, local["user_token"], algorithm="HS256"))
+    assert refused.status_code == 403 and refused.json()["error"].startswith("Invalid token")
+    expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, local["workspace_admin_token"], algorithm="HS256")
+    assert target.pipe("feature_usage", token=expired).json()["error"] == "Invalid token: the JWT has expired"
+    without_token = {k: v for k, v in os.environ.items() if k not in ("TB_TOKEN", "TB_HOST")}
+    args = [CLI, "token", "jwt", "--pipe", "feature_usage", "--host", target.base_url]
+    minted = subprocess.run(args, capture_output=True, text=True, env=without_token, timeout=60)
+    assert minted.returncode == 0, minted.stderr
+    assert target.pipe("feature_usage", token=minted.stdout.strip()).status_code == 200

@@ -145,12 +145,21 @@ class TokenStore:
         return token
 
     def _from_jwt(self, value: str) -> Token:
-        try:
-            claims = jwt.decode(value, self.admin_token, algorithms=["HS256"], options={"require": ["exp"]})
-        except jwt.ExpiredSignatureError:
-            raise Forbidden("Invalid token: the JWT has expired") from None
-        except jwt.PyJWTError as exc:
-            raise Forbidden(f"Invalid token: {exc}") from None
+        """A JWT signed (HS256) with one of the workspace's admin tokens, as Tinybird's docs sign them: `admin_token`
+        or `workspace_admin_token` (`GET /tokens` gives both; `user_token` is the account's, not the workspace's)."""
+        claims = None
+        for name in ("admin_token", "workspace_admin_token"):
+            try:
+                claims = jwt.decode(value, self._secrets[name], algorithms=["HS256"], options={"require": ["exp"]})
+                break
+            except jwt.InvalidSignatureError as exc:
+                failure = exc
+            except jwt.ExpiredSignatureError:
+                raise Forbidden("Invalid token: the JWT has expired") from None
+            except jwt.PyJWTError as exc:
+                raise Forbidden(f"Invalid token: {exc}") from None
+        if claims is None:
+            raise Forbidden(f"Invalid token: {failure}")
         if claims.get("workspace_id") != self.workspace_id:
             raise Forbidden("Invalid token: the JWT is for another workspace")
         return _jwt_token(claims, value)
