@@ -255,3 +255,19 @@ def test_a_workspace_cannot_read_another_workspaces_tables(server):
     for q in ("SELECT count() FROM tb.events", "SELECT count() FROM events"):
         refused = server.http.get(server.url("/v0/sql"), params={"q": q}, headers=server.auth(neighbour))
         assert refused.status_code == 400, (q, refused.text)
+
+
+def test_a_condition_on_a_column_named_like_the_servers_own_aliases(start_server, tmp_path):
+    """The server counts the matching rows before a delete or a conditional replace; its query must not shadow a
+    column the condition names (`n` was the count's alias: `n > 1` became an aggregate in WHERE)."""
+    (tmp_path / "datasources").mkdir()
+    schema = 'SCHEMA >\n    `n` UInt32 `json:$.n`\n\nENGINE "MergeTree"\nENGINE_SORTING_KEY "n"\n'
+    (tmp_path / "datasources" / "numbers.datasource").write_text(schema)
+    _, target = start_server(tmp_path)
+    assert target.send("numbers", [{"n": i} for i in range(5)]).json()["successful_rows"] == 5
+    url = target.url("/v0/datasources/numbers/delete")
+    dry = target.http.post(url, data={"delete_condition": "n > 1", "dry_run": "true"}, headers=target.auth())
+    assert dry.status_code == 200 and dry.json() == {"rows_to_be_deleted": 3}, dry.text
+    deleted = target.http.post(url, data={"delete_condition": "n > 1"}, headers=target.auth())
+    assert deleted.status_code == 200 and deleted.json()["rows_affected"] == 3, deleted.text
+    assert count(target, "numbers") == 2

@@ -67,6 +67,7 @@ def run_copy(ws: Workspace, name: str, values: dict[str, str], mode: str | None 
                 with ws.gate(target).append():
                     ws.engine.query(f"INSERT INTO {ws._table(target.name)} SELECT * FROM {ws._table(built)}")
     finally:
+        ws.reads.written(target.name)  # before the answer: no read after it is answered from before the copy
         ws.engine.query(f"DROP TABLE IF EXISTS {ws._table(built)}")
     return ws._remember(result)
 

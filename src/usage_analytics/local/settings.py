@@ -45,6 +45,7 @@ class ServerSettings:
 
     # caches, bounded in bytes
     render_cache_bytes: int = 32 * MiB  # rendered SQL of endpoints, all pipes together
+    result_cache_bytes: int = 64 * MiB  # answers kept between writes (resultcache.py), all workspaces together
 
     # exposure
     expose_tokens: bool | None = None  # GET /tokens: None = on a loopback address, to requests sent to a loopback name

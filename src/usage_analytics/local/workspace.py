@@ -29,6 +29,7 @@ from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
 from .pipes import PipeRenderer
 from .project import Datasource, Node, Pipe, Project
 from .rendercache import RenderCache
+from .resultcache import ReadCache, shared_cache
 from .rewrite import SnapshotLock, shadow_table, swap_in
 from .secrets import SecretStore
 from .settings import DEFAULTS, ServerSettings
@@ -143,6 +144,8 @@ class Workspace:
         self.project = Project(root=self.project_dir)
         self._renderers: dict[str, PipeRenderer] = {}
         self._render_cache = RenderCache(settings.render_cache_bytes)  # all pipes' rendered SQL, in bytes
+        results = shared_cache(self.engine, settings)  # answers kept between writes
+        self.reads = ReadCache(results, database, lambda: self.project.datasources, self._targets_fed_by)
         self._builder = Builder(self.engine, database, settings, self.state_dir / "workspace.json")
         self.build_lock = threading.RLock()  # held by a build, and by whoever writes the folder it builds from
 
@@ -151,7 +154,7 @@ class Workspace:
         """Build the project in `project_dir` (by default the workspace's own folder: `--project-dir` for the
         first workspace); from then on the workspace serves that project, and loads its fixtures into empty
         datasources."""
-        with self.build_lock:
+        with self.build_lock, self.reads.rebuilding():
             project = read_project(Path(project_dir or self.project_dir))
             report = self._builder.apply_tables(project)
             self.project = project
@@ -229,18 +232,20 @@ class Workspace:
             return self._gates[ds.name]
 
     def ingest(self, ds: Datasource, body: bytes) -> IngestResult:
-        return ingest_lines(self.engine, ds, split_lines(body), database=self.database)
+        with self.reads.writing(ds.name):
+            return ingest_lines(self.engine, ds, split_lines(body), database=self.database)
 
     def ingest_sql_fixture(self, ds: Datasource, path: Path) -> IngestResult:
         """The rows of a fixture's SELECT, as `tb build` loads them: run as `/v0/sql` runs it (read-only, checked),
         then appended as NDJSON, so a row that does not fit the schema is quarantined as it would be there."""
         body, _ = self.sql_query(path.read_text().strip().rstrip(";") + " FORMAT JSONEachRow")
-        return ingest_lines(self.engine, ds, split_lines(body), import_id="fixtures", database=self.database)
+        with self.reads.writing(ds.name):
+            return ingest_lines(self.engine, ds, split_lines(body), import_id="fixtures", database=self.database)
 
     def ingest_file(self, ds: Datasource, path: Path) -> IngestResult:
         """Stream an NDJSON file in chunks, so a file of any size loads in bounded memory."""
         ok = bad = 0
-        with open(path, "rb") as handle:
+        with self.reads.writing(ds.name), open(path, "rb") as handle:
             for chunk in formats.chunks("ndjson", handle, ds, {}):
                 result = ingest_lines(self.engine, ds, chunk.lines, database=self.database)
                 ok, bad = ok + result.successful_rows, bad + result.quarantined_rows
@@ -303,6 +308,7 @@ class Workspace:
             )
             raise
         finally:
+            self.reads.written(ds.name)
             self.engine.query(f"DROP TABLE IF EXISTS {self._table(staging)}")
 
     def delete_rows(self, ds: Datasource, condition: str, dry_run: bool = False) -> ImportResult | int:
@@ -312,13 +318,13 @@ class Workspace:
         sqlcheck.check_condition(condition, ds.name, "delete_condition", self.database)
         if dry_run:
             return self._count_where(ds.name, condition, "delete_condition")
-        with self.gate(ds).exclusive():
+        with self.gate(ds).exclusive(), self.reads.writing(ds.name):
             matching = self._rewrite(ds, condition)
         return self._remember(ImportResult("delete_data", ds, rows=matching, condition=condition))
 
     def truncate(self, ds: Datasource) -> None:
         """Empty a datasource and its quarantine; materialized targets keep what they hold, as in Tinybird."""
-        with self.gate(ds).exclusive():
+        with self.gate(ds).exclusive(), self.reads.writing(ds.name):
             self.engine.query(f"TRUNCATE TABLE {self._table(ds.name)}")
             self.engine.query(f"TRUNCATE TABLE IF EXISTS {self._table(ds.name + ddl.QUARANTINE_SUFFIX)}")
 
@@ -331,11 +337,12 @@ class Workspace:
         """Rows of `table` matching a checked condition, run read-only over every row: a condition that fails
         on any stored value is a 400 here, before anything changes."""
         try:
-            sql = f"SELECT count() AS n FROM {self._table(table)} WHERE ({condition})"
-            body = self.engine.query(sql, "JSON", readonly=True)
+            # no alias: one would shadow a column of that name in the condition (`n > 3`)
+            sql = f"SELECT count() FROM {self._table(table)} WHERE ({condition})"
+            body = self.engine.query(sql, "JSONCompact", readonly=True)
         except EngineError as exc:
             raise bad_request(f"Invalid {parameter} '{condition}': {exc}") from None
-        return int(json.loads(body)["data"][0]["n"])
+        return int(json.loads(body)["data"][0][0])
 
     def _rewrite(self, ds: Datasource, condition: str, add_from: str | None = None) -> int:
         """`ds` without the rows matching `condition` (plus those of `add_from` that match it), swapped in with
@@ -363,6 +370,9 @@ class Workspace:
                 fed.append((pipe, select))
         return fed
 
+    def _targets_fed_by(self, name: str) -> list[str]:
+        return [pipe.output_node.target for pipe, _ in self.materializations_fed_by(self.project.datasources[name])]
+
     def _rollups_of(self, ds: Datasource) -> list[tuple[str, str]]:
         return [(pipe.output_node.target, select) for pipe, select in self.materializations_fed_by(ds)]
 
@@ -379,6 +389,10 @@ class Workspace:
             raise NotFound(f"The pipe '{name}' does not exist or is not published as an endpoint")
         return renderer
 
+    def cached_read(self, sql: str, fmt: str) -> tuple[bytes, str]:
+        """`run_read_query` through the result cache (resultcache.py): the answer, and hit, miss or bypass."""
+        return self.reads.read(sql, fmt, self.run_read_query)
+
     def run_read_query(self, sql: str, fmt: str) -> bytes:
         try:
             with self.snapshot.read():
@@ -388,11 +402,18 @@ class Workspace:
             raise query_error(exc, self.settings) from None
 
     def secrets_changed(self) -> None:
-        """A secret created or deleted changes what `tb_secret()` renders to (a placeholder or its default)."""
+        """A secret created, changed or deleted changes what `tb_secret()` renders to, or the value it binds."""
         self._render_cache.clear()
+        self.reads.rebuilt()
 
     def sql_query(self, q: str, pipeline: str | None = None, values: dict[str, str] | None = None) -> tuple[bytes, str]:
-        """An ad-hoc read over datasources and pipes (`/v0/sql`); FORMAT at the end picks the output.
+        """`sql_select`'s query run: its answer and format."""
+        select, fmt = self.sql_select(q, pipeline, values)
+        return self.run_read_query(select, fmt), fmt
+
+    def sql_select(self, q: str, pipeline: str | None = None, values: dict[str, str] | None = None) -> tuple[str, str]:
+        """An ad-hoc read over datasources and pipes (`/v0/sql`) as the SQL to run and its output format (FORMAT at
+        the end of `q` picks it).
 
         A templated `q` (`%` first) is rendered with `values`, and with `pipeline` the names of that pipe's nodes
         read those nodes, as in the pipe: how `tb test run` reads a node of a pipe that is not an endpoint.
@@ -416,7 +437,7 @@ class Workspace:
         select = renderer.render(values or {}, _QUERY_NODE)
         if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined
             self._check_read(select, set())
-        return self.run_read_query(select, fmt), fmt
+        return select, fmt
 
     def _check_read(self, sql: str, nodes: set[str]) -> None:
         if not _READ_STATEMENT.match(sql):

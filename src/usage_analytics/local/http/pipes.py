@@ -36,15 +36,17 @@ async def data(request: Request) -> Response:
     values.update(caller.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
     fmt, media = _OUTPUT_FORMATS[ext]
 
-    def run() -> tuple[bytes, float, float]:
+    def run() -> tuple[bytes, str, float, float]:
         started = time.perf_counter()
         sql = renderer.render(values)
         rendered = time.perf_counter()
-        return ws.run_read_query(sql, fmt), rendered - started, time.perf_counter() - rendered
+        body, cache = ws.cached_read(sql, fmt)
+        return body, cache, rendered - started, time.perf_counter() - rendered
 
-    body, render_s, engine_s = await run_in_threadpool(run)
-    # what the server spent rendering and inside chDB, so a client can tell the server's own cost from the query's
-    timing = f"render;dur={render_s * 1000:.3f}, engine;dur={engine_s * 1000:.3f}"
+    body, cache, render_s, engine_s = await run_in_threadpool(run)
+    # what the server spent rendering and inside chDB (or its result cache), so a client can tell the server's own
+    # cost from the query's, and whether the answer was kept from an earlier identical read (a hit)
+    timing = f'render;dur={render_s * 1000:.3f}, engine;dur={engine_s * 1000:.3f}, cache;desc="{cache}"'
     return Response(body, media_type=media, headers={"Server-Timing": timing})
 
 

@@ -2,6 +2,7 @@
 
 As `tb sql` and `tb test run` call it: `q` in the query string, a form, or (when long) the raw body; `pipeline=` names
 a pipe whose nodes `q` may read, and every other parameter is a template value for a templated `q` and those nodes.
+Answers go through the result cache as endpoints' do (resultcache.py); `Server-Timing` says hit, miss or bypass.
 """
 
 from __future__ import annotations
@@ -32,5 +33,11 @@ async def query(request: Request) -> Response:
             bodies.encoding(request)
             q = (await bodies.read(request, limit, "/v0/sql")).decode("utf-8", "replace")
     bodies.check_values(values, ws.settings.max_param_bytes)
-    body, fmt = await run_in_threadpool(ws.sql_query, q or "", pipeline, values)
-    return Response(body, media_type=_MEDIA.get(fmt, "text/plain; charset=utf-8"))
+
+    def run() -> tuple[bytes, str, str]:
+        select, fmt = ws.sql_select(q or "", pipeline, values)
+        return *ws.cached_read(select, fmt), fmt
+
+    body, cache, fmt = await run_in_threadpool(run)
+    media = _MEDIA.get(fmt, "text/plain; charset=utf-8")
+    return Response(body, media_type=media, headers={"Server-Timing": f'cache;desc="{cache}"'})
