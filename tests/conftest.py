@@ -12,14 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from usage_analytics.bench import free_port
+from usage_analytics.local.launcher import ServerProcess as Launcher
+from usage_analytics.local.launcher import free_port  # noqa: F401 - tests import it from here
 
 TESTS_DIR = Path(__file__).parent
 ROOT = TESTS_DIR.parent
@@ -80,57 +80,10 @@ def run_cli(
     return subprocess.run([CLI, *args, *where], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
-class ServerProcess:
-    """`usage-analytics local` in a subprocess; stop() ends it as a user would (SIGTERM)."""
+class ServerProcess(Launcher):
+    """The library's launcher (usage_analytics.local.launcher); start() answers a Target."""
 
-    def __init__(self, project_dir: Path, data_dir: Path, port: int | None = None):
-        self.project_dir, self.data_dir = Path(project_dir), Path(data_dir)
-        self.port = port or free_port()
-        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-        self.extra_args: list[str] = []
-
-    def start(self, timeout: float = 60) -> Target:
-        args = [CLI, "local", "--project-dir", str(self.project_dir), "--data-dir", str(self.data_dir)]
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        args += ["--port", str(self.port), *self.extra_args]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                if requests.get(f"{base}/v0/health", timeout=1).status_code == 200:
-                    return Target(base, self.admin_token(base))
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.output()}")
-
-    def admin_token(self, base: str) -> str:
-        """From `GET /tokens`, as the `tb` CLI asks Tinybird Local; from the data dir when the server refuses it
-        (it listens beyond loopback)."""
-        answer = requests.get(f"{base}/tokens", timeout=5)
-        if answer.status_code == 200:
-            return answer.json()["admin_token"]
-        return json.loads((self.data_dir / "tokens.json").read_text())["admin_token"]
-
-    def output(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.log.close()
-        self.proc = None
-        return code
+    client = Target
 
 
 def remote() -> tuple[str, str] | None:
