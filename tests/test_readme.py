@@ -72,6 +72,16 @@ def test_make_run_serves_the_project_and_prints_working_curl_lines(tmp_path):
             url = curl.split("'")[1]
             response = requests.get(url, timeout=30)
             assert response.status_code == 200, (url, response.text)
+        # then the dashboard's URL, with the read-only analyst token in its fragment
+        dashboard = next(proc.stdout).strip()
+        assert dashboard.startswith(f"dashboard: http://127.0.0.1:{port}/dashboard/#token="), dashboard
+        page, token = dashboard.removeprefix("dashboard: ").split("#token=")
+        assert requests.get(page, timeout=10).status_code == 200
+        assert requests.get(f"{page}vendor/chart.umd.js", timeout=10).status_code == 200  # make brought Chart.js
+        analyst = requests.get(url.split("/v0/")[0] + "/v0/pipes/feature_usage.json", params={"token": token})
+        assert analyst.status_code == 200
+        refused = requests.post(url.split("/v0/")[0] + "/v0/events?name=events", params={"token": token}, data="{}")
+        assert refused.status_code == 403  # read-only: the page's token cannot write
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
