@@ -7,6 +7,7 @@ that track events (stamped with the browser's clock) come last."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import uuid
@@ -483,7 +484,9 @@ def test_a_page_from_another_origin_reads_the_api_and_tracks_into_it(browser, ta
     ]
 
 
-def test_the_demo_pages_clicks_show_on_the_feature_usage_panel_at_the_next_refresh(browser, target, tokens, shots):
+def test_the_demo_pages_clicks_and_an_ingest_show_on_the_feature_usage_panel_at_the_next_refresh(
+    browser, target, tokens, shots, tmp_path
+):
     demo_url = f"{target.base_url}/dashboard/demo.html#{urlencode({'token': tokens['ingest']})}"
     since = len(browser.console())
     browser.open(demo_url)
@@ -516,6 +519,27 @@ def test_the_demo_pages_clicks_show_on_the_feature_usage_panel_at_the_next_refre
     seen_at = browser.wait(moved, timeout=20, message="the clicks did not reach the feature usage panel")
     assert seen_at <= acknowledged_at + 2  # the first cycle started after the acknowledgement shows them
     assert browser.js("return window.sameDocument") is True  # no reload
+    # and rows sent by `usage-analytics ingest` (a file, the ingest token) move the same panel at a later refresh
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    rows = [
+        {"event_id": f"cli-{uuid.uuid4().hex}", "user_id": "cli", "event_type": "use", "properties": "{}"} for _ in "ab"
+    ]
+    source = tmp_path / "events.ndjson"
+    source.write_text("".join(json.dumps({**r, "feature": "reports", "timestamp": now}) + "\n" for r in rows))
+    try:
+        sent_by_cli = run_cli(
+            None, "ingest", "events", str(source), "--host", target.base_url, "--token", tokens["ingest"]
+        )
+    finally:
+        source.unlink()
+    assert sent_by_cli.returncode == 0 and "acknowledged 2, quarantined 0" in sent_by_cli.stdout, sent_by_cli
+
+    def moved_again(driver):
+        panel = feature_usage(driver.execute_script(PANELS_JS, "product"))
+        return panel["state"] == "ready" and usage(panel) == baseline + 5
+
+    browser.wait(moved_again, timeout=20, message="the ingested rows did not reach the feature usage panel")
+    assert browser.js("return window.sameDocument") is True
     assert browser.console_errors(since) == []
     browser.driver.close()
     browser.driver.switch_to.window(demo)
