@@ -22,7 +22,8 @@ from .errors import RequestError
 from .project import Datasource, Pipe, Project, ProjectError, load_project
 from .settings import ServerSettings
 
-_DEFAULT_CLAUSE = re.compile(r" DEFAULT .*$", re.DOTALL)
+_DEFAULT_CLAUSE = re.compile(r" DEFAULT .*?( CODEC\(.*)?$", re.DOTALL)
+SERVED_PIPE_KINDS = ("", "endpoint", "materialized", "copy")  # TYPE SINK (exports) is read but never run
 _STATE_FORMAT = 2  # {"format": 2, "datasources": ..., "pipes": ...}; format 1 was {datasource: signature}
 
 
@@ -32,8 +33,9 @@ class Action(StrEnum):
     CREATE = "create"  # there is no table yet
     KEEP = "keep"  # the table already is what the datafile says
     ADOPT = "adopt"  # a table stored before signatures were: kept as it is, its signature stored from now on
-    EXTEND = "extend"  # new columns at the end, or a changed DEFAULT: the rows stay as they are
+    EXTEND = "extend"  # new columns at the end, a changed DEFAULT, INDEXES or TTL: altered, the rows stay
     RECREATE = "recreate"  # any other change to an empty table: dropped and created anew
+    FORWARD = "forward"  # any other change to a table with rows and a FORWARD_QUERY: rewritten through it
 
 
 @dataclass(frozen=True)
@@ -151,22 +153,26 @@ def plan(project: Project, held: State, engine: Engine, database: str) -> dict[s
             actions[name] = Action.KEEP if old == wanted else Action.ADOPT
         elif (rows := engine.row_count(name, database)) == 0:
             actions[name] = Action.RECREATE
-        elif old["engine"] == wanted["engine"] and _shapes(wanted["columns"][: len(old["columns"])]) == _shapes(
-            old["columns"]
+        elif _without_ttl(old["engine"]) == _without_ttl(wanted["engine"]) and _alterable(
+            old["columns"], wanted["columns"]
         ):
             actions[name] = Action.EXTEND
         elif name in derived:
             # a materialization's target holds what its sources say: rebuilt from them, as a Tinybird deployment
             # repopulates a changed materialized view (rows sent to such a target directly would not come back)
             actions[name] = Action.RECREATE
+        elif ds.forward_query:
+            # as a Tinybird deployment rewrites a landing datasource: a new table filled by the FORWARD_QUERY
+            actions[name] = Action.FORWARD
         else:
             changed = "engine or keys" if old["engine"] != wanted["engine"] else "existing columns"
             problems.append(
                 Problem(
                     filename(project, ds.path),
                     f"datasource {name}: the change to its {changed} is incompatible with the {rows} rows it holds; "
-                    "only new columns at the end can be added to a datasource with data "
-                    "(truncate it first, or revert the change)",
+                    "without a FORWARD_QUERY, a datasource with data can only add columns at the end, remove columns, "
+                    "make columns Nullable and change DEFAULTs, INDEXES and ENGINE_TTL (add one, truncate it first, "
+                    "or revert the change)",
                 )
             )
     if problems:
@@ -176,7 +182,46 @@ def plan(project: Project, held: State, engine: Engine, database: str) -> dict[s
 
 def _shapes(columns: list[str]) -> list[str]:
     """Column definitions without their DEFAULT: what must match for the stored rows to keep their meaning."""
-    return [_DEFAULT_CLAUSE.sub("", column) for column in columns]
+    return [_DEFAULT_CLAUSE.sub(r"\1", column) for column in columns]
+
+
+def _name(column: str) -> str:
+    """The name in a signature's column definition (`` `name` Type ...``)."""
+    return column[1 : column.index("`", 1)]
+
+
+def _made_nullable(before: str, after: str) -> bool:
+    """Whether the column shape `after` is `before` made Nullable (inside LowCardinality too), codec unchanged."""
+
+    def split(shape: str) -> tuple[str, str]:
+        body = shape[len(_name(shape)) + 3 :]
+        at = body.find(" CODEC(")
+        return (body, "") if at < 0 else (body[:at], body[at:])
+
+    (old_type, old_codec), (new_type, new_codec) = split(before), split(after)
+    wrapped = f"LowCardinality(Nullable({old_type[len('LowCardinality(') : -1]}))"
+    return old_codec == new_codec and new_type in (f"Nullable({old_type})", wrapped)
+
+
+def _alterable(old: list[str], wanted: list[str]) -> bool:
+    """Whether a table with rows goes from columns `old` to `wanted` by Tinybird's in-place ALTERs: columns removed,
+    new ones at the end, a DEFAULT changed, a column made Nullable (the evolve-data-source page lists them)."""
+    before = {_name(c): shape for c, shape in zip(old, _shapes(old), strict=True)}
+    after = [(_name(c), shape) for c, shape in zip(wanted, _shapes(wanted), strict=True)]
+    kept = [name for name, _ in after if name in before]
+    if [name for name, _ in after[: len(kept)]] != kept or kept != [name for name in before if name in kept]:
+        return False  # a new column before an old one, or old ones in another order
+    return all(shape == before[name] or _made_nullable(before[name], shape) for name, shape in after if name in before)
+
+
+def _ttl(engine: str) -> str | None:
+    """The TTL clause of a signature's engine, without its keyword."""
+    return next((line[len("TTL ") :] for line in engine.splitlines() if line.startswith("TTL ")), None)
+
+
+def _without_ttl(engine: str) -> str:
+    """A signature's engine without its TTL, which an ALTER changes in place (as Tinybird does)."""
+    return "\n".join(line for line in engine.splitlines() if not line.startswith("TTL "))
 
 
 @dataclass
@@ -231,6 +276,15 @@ class Builder:
                 report.created.add(name)
         State.of(project).save(self.state_path)
         self._apply_fsync(project)
+        for name, ds in project.datasources.items():
+            if ds.connector:
+                report.add(
+                    f"datasource {name}: {ds.connector} is not served (no connector runs here): "
+                    "send its rows through the Events API or the Data Sources API"
+                )
+        for name, pipe in project.pipes.items():
+            if pipe.kind not in SERVED_PIPE_KINDS:
+                report.add(f"pipe {name}: TYPE {pipe.kind.upper()} is not served: the pipe is not run")
         return report
 
     def create_views(self, project: Project, select: Callable[[Pipe], str], report: BuildReport) -> None:
@@ -257,22 +311,64 @@ class Builder:
             self.engine.query(ddl.create_table(ds, self.database))
         if action == Action.EXTEND:
             table = self._table(ds.name)
-            for column, before in zip(ds.columns, old["columns"], strict=False):
-                if ddl.column_sql(column) != before:  # only its DEFAULT changed (the plan checked the rest)
+            held = {_name(column): column for column in old["columns"]}
+            for name in held.keys() - {column.name for column in ds.columns}:
+                self.engine.query(f"ALTER TABLE {table} DROP COLUMN `{name}` SETTINGS mutations_sync = 2")
+            for column in ds.columns:
+                wanted, before = ddl.column_sql(column), held.get(column.name)
+                if before is None:
+                    self.engine.query(f"ALTER TABLE {table} ADD COLUMN {wanted}")
+                    self.engine.query(
+                        f"ALTER TABLE {self._table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` "
+                        "Nullable(String)"
+                    )
+                elif wanted != before and _shapes([wanted]) == _shapes([before]):  # only its DEFAULT changed
                     # parts written before the column existed compute it from the DEFAULT when read: write
                     # those values down first, or the new DEFAULT would change rows already stored
                     self.engine.query(
                         f"ALTER TABLE {table} MATERIALIZE COLUMN `{column.name}` SETTINGS mutations_sync = 2"
                     )
-                    change = ddl.column_sql(column) if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
+                    change = wanted if column.default is not None else f"`{column.name}` REMOVE DEFAULT"
                     self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {change}")
-            for column in ds.columns[len(old["columns"]) :]:
-                self.engine.query(f"ALTER TABLE {table} ADD COLUMN {ddl.column_sql(column)}")
+                elif wanted != before:  # made Nullable (the plan checked it): the stored values keep theirs
+                    self.engine.query(f"ALTER TABLE {table} MODIFY COLUMN {wanted} SETTINGS mutations_sync = 2")
+            self._apply_indexes(ds, old.get("indexes", []))
+            self._apply_ttl(ds, _ttl(old["engine"]))
+        self.engine.query(ddl.create_quarantine(ds, self.database))
+        if action == Action.FORWARD:
+            self._forward(ds)
+            for column in ds.columns:  # the quarantine keeps its rows, and gets the raw text of any new column
                 self.engine.query(
                     f"ALTER TABLE {self._table(quarantine)} ADD COLUMN IF NOT EXISTS `{column.name}` Nullable(String)"
                 )
-            self._apply_indexes(ds, old.get("indexes", []))
-        self.engine.query(ddl.create_quarantine(ds, self.database))
+
+    def _apply_ttl(self, ds: Datasource, old: str | None) -> None:
+        """A TTL added, changed or removed in place; the stored rows it now expires are deleted before the build
+        ends, as Tinybird's ALTER does (ClickHouse would leave them to a later merge)."""
+        table, ttl = self._table(ds.name), ds.engine_args.get("ttl")
+        if ttl == old:
+            return
+        if ttl:
+            self.engine.query(f"ALTER TABLE {table} MODIFY TTL {ttl} SETTINGS mutations_sync = 2")
+        else:
+            self.engine.query(f"ALTER TABLE {table} REMOVE TTL SETTINGS mutations_sync = 2")
+
+    def _forward(self, ds: Datasource) -> None:
+        """The table rewritten to `ds`: a new one filled with the FORWARD_QUERY over the stored rows (by column name),
+        swapped in for the old one, which is dropped. A query that fails refuses the build and keeps the old table."""
+        table, fresh = self._table(ds.name), self._table(ds.name + "__tb_forward")
+        self.engine.query(f"DROP TABLE IF EXISTS {fresh}")
+        self.engine.query(ddl.create_table(ds, self.database).replace(table, fresh, 1))
+        select = f"{ds.forward_query}\nFROM {table}"
+        if alive := ddl.ttl_alive(ds):  # rows the new TTL expires are not carried over, as at ingest
+            select = f"SELECT * FROM ({select}) WHERE {alive}"
+        try:
+            self.engine.insert_select(fresh, select)
+        except EngineError:
+            self.engine.query(f"DROP TABLE IF EXISTS {fresh}")
+            raise
+        self.engine.query(f"EXCHANGE TABLES {table} AND {fresh}")
+        self.engine.query(f"DROP TABLE {fresh}")
 
     def _apply_indexes(self, ds: Datasource, old: list[str]) -> None:
         """A skipping index added to (or removed from) a datasource with data is built over (or dropped from)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .engine import DATABASE
 from .project import Column, Datasource
 
@@ -33,7 +35,8 @@ def table(name: str, database: str = DATABASE) -> str:
 
 def column_sql(col: Column) -> str:
     default = f" DEFAULT {col.default}" if col.default is not None else ""
-    return f"`{col.name}` {col.sql_type}{default}"
+    codec = f" {col.codec}" if col.codec else ""
+    return f"`{col.name}` {col.sql_type}{default}{codec}"
 
 
 def engine_sql(ds: Datasource) -> str:
@@ -49,6 +52,47 @@ def engine_sql(ds: Datasource) -> str:
     if not args.get("sorting_key") and "MergeTree" in ds.engine:
         clauses.append("ORDER BY tuple()")
     return "\n".join(clauses)
+
+
+def _scan(text: str) -> list[int]:
+    """Each character's nesting depth in `text`: inside parentheses, brackets or quotes it is above 0."""
+    depths, depth, quote = [], 0, ""
+    for at, char in enumerate(text):
+        if quote:
+            depths.append(1)
+            quote = "" if char == quote and text[at - 1] != "\\" else quote
+            continue
+        if char in "'\"`":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        depths.append(depth + (1 if quote or char in ")]" else 0))
+    return depths
+
+
+def _top_level(text: str) -> tuple[list[str], str]:
+    """`text` split at its commas outside parentheses and quotes, and each part with what is nested blanked out."""
+    depths = _scan(text)
+    flat = "".join(c if d == 0 else " " for c, d in zip(text, depths, strict=True))
+    cuts = [at for at, c in enumerate(flat) if c == ","]
+    bounds = list(zip([0, *(c + 1 for c in cuts)], [*cuts, len(text)], strict=True))
+    return [text[a:b] for a, b in bounds], [flat[a:b] for a, b in bounds]
+
+
+_TTL_DELETE = re.compile(r"\s+DELETE\s*$", re.IGNORECASE)
+_TTL_OTHER = re.compile(r"\b(TO\s+(DISK|VOLUME)|RECOMPRESS|GROUP\s+BY|WHERE)\b", re.IGNORECASE)
+
+
+def ttl_alive(ds: Datasource) -> str | None:
+    """The condition a row meets while ENGINE_TTL keeps it, over the row's columns: `(expr) > now()` for each rule
+    that deletes rows (`expr` or `expr DELETE`); None without such a rule. Rules that move, recompress or group rows,
+    or delete only some (`... WHERE`), are left to ClickHouse's merges."""
+    rules, flats = _top_level(ds.engine_args.get("ttl") or "")
+    deleting = [_TTL_DELETE.sub("", rule).strip() for rule, flat in zip(rules, flats, strict=True)]
+    kept = [rule for rule, flat in zip(deleting, flats, strict=True) if rule and not _TTL_OTHER.search(flat)]
+    return " AND ".join(f"(({rule}) > now())" for rule in kept) or None
 
 
 def index_name(index: str) -> str:

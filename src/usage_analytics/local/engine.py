@@ -26,8 +26,11 @@ _CODE_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
 # materialized view's SELECT runs in the session of the insert. Not applied: prefer_column_name_to_alias = 1, which
 # would make `WITH expr AS col` resolve to the column as Tinybird seems to, but also makes
 # `toStartOfHour(ts) AS ts ... GROUP BY ts` group by the raw column, silently; without Tinybird documenting it,
-# a wrong count is the worse risk.
-_TINYBIRD_SEMANTICS = "joined_subquery_requires_alias = 0"
+# a wrong count is the worse risk. A JSON column's paths (Dynamic values) may be grouped and sorted by, as Tinybird's
+# own projects do (tinybirdco/tinynest) and ClickHouse allowed before 24.11.
+_TINYBIRD_SEMANTICS = (
+    "joined_subquery_requires_alias = 0, allow_suspicious_types_in_group_by = 1, allow_suspicious_types_in_order_by = 1"
+)
 
 
 class EngineError(Exception):

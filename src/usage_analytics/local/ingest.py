@@ -22,6 +22,7 @@ from .errors import bad_request
 from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
+_EACH = "[:]"  # a jsonpath's every element of an array
 _NEVER_NULL = ("Array(", "Map(", "Tuple(")  # types ClickHouse cannot wrap in Nullable
 _NUMERIC = ("Int", "UInt", "Float", "Decimal", "Bool")
 # The date and time texts taken besides `YYYY-MM-DD HH:MM:SS` (which is parsed strictly, first): ISO 8601 with
@@ -58,8 +59,26 @@ def _sql_str(value: str) -> str:
 
 
 def _pieces(col: Column) -> list[str]:
-    """`$.a.b[0]` as `['a', 'b[0]']`."""
-    return (col.jsonpath or f"$.{col.name}").removeprefix("$").strip(".").split(".")
+    """`$.a.b[0]` as `['a', 'b[0]']`; `$.tags[:]`, the whole array, as `['tags']` (`$.items[:].id` keeps its `[:]`:
+    see _each)."""
+    pieces = (col.jsonpath or f"$.{col.name}").removeprefix("$").strip(".").split(".")
+    pieces[-1] = pieces[-1].removesuffix(_EACH)
+    return [p for p in pieces if p]
+
+
+def _each(pieces: list[str]) -> tuple[list[str], list[str]] | None:
+    """A path through every element of an array, `items[:].id`, as the path to the array and the path inside each
+    element (`['items']`, `['id']`), or None for a path without one."""
+    for depth, piece in enumerate(pieces):
+        if piece.endswith(_EACH):
+            return [*pieces[:depth], piece.removesuffix(_EACH)], pieces[depth + 1 :]
+    return None
+
+
+def _source(json: str, pieces: list[str]) -> str:
+    """The JSON functions' first arguments: the document, then the path's keys and indexes (none for `$`)."""
+    args = _args(pieces)
+    return f"{json}, {args}" if args else json
 
 
 def _args(pieces: list[str]) -> str:
@@ -73,8 +92,23 @@ def _args(pieces: list[str]) -> str:
     return ", ".join(parts)
 
 
-def _path_args(col: Column) -> str:
-    return _args(_pieces(col))
+def _outer_pieces(col: Column) -> list[str]:
+    """The path read from the row: for `$.items[:].id`, the array's own (`items`)."""
+    pieces = _pieces(col)
+    each = _each(pieces)
+    return each[0] if each else pieces
+
+
+def _extract(json: str, pieces: list[str], sql_type: str, depth: int = 0) -> str:
+    """The value at `pieces` in `json` as `sql_type`; through an array (`items[:].id`), each element's value, as
+    Tinybird's `[:]` reads it."""
+    each = _each(pieces)
+    if each is None:
+        return f"JSONExtract({_source(json, pieces)}, {_sql_str(sql_type)})"
+    outer, inner = each
+    element, item = sql_type[len("Array(") : -1], f"e{depth}"
+    mapped = _extract(item, inner, element, depth + 1)
+    return f"arrayMap({item} -> {mapped}, JSONExtractArrayRaw({_source(json, outer)}))"
 
 
 def _objects(ds: Datasource) -> list[tuple[str, str]]:
@@ -82,7 +116,7 @@ def _objects(ds: Datasource) -> list[tuple[str, str]]:
     arguments after `line`): the row itself and every object a jsonpath goes through."""
     objects = {"": ""}
     for col in ds.columns:
-        pieces = _pieces(col)
+        pieces = _outer_pieces(col)  # the keys of objects inside an array are not checked
         for depth in range(1, len(pieces)):
             objects.setdefault(", " + _args(pieces[:depth]), ".".join(pieces[:depth]) + ".")
     return [(label, args) for args, label in objects.items()]
@@ -106,15 +140,30 @@ def _time_range(col: Column) -> tuple[int, str, str] | None:
     return precision, first, _NANOSECONDS_END if precision == 9 else last
 
 
-def _time_parse(text: str, value: str, precision: int, first: str, last: str) -> tuple[str, str]:
+def _time_zone(col: Column) -> str:
+    """The time zone a date and time column reads text in: its own (`DateTime64(3, 'Europe/Madrid')`), else UTC."""
+    zone = re.search(r"'((?:[^'\\]|\\.)*)'", _base_type(col.type))
+    return _sql_str(zone.group(1)) if zone else "'UTC'"
+
+
+def _time_parse(col: Column, text: str, value: str, json_type: str) -> tuple[str, str]:
+    precision, first, last = _time_range(col)
+    zone = _time_zone(col)
     parsed = (
-        f"if(match({text}, {_sql_str(_TIME_TEXT)}), parseDateTime64BestEffortOrNull({text}, {precision}, 'UTC'), NULL)"
+        f"if(match({text}, {_sql_str(_TIME_TEXT)}), parseDateTime64BestEffortOrNull({text}, {precision}, {zone}), NULL)"
     )
     if precision <= 6:
         # the main form by a strict parse, cheaper than the pattern; it refuses hour 25 or February 30th itself.
         # It counts microseconds, which a finer precision could not convert past 2262.
-        strict = f"parseDateTime64OrNull({text}, '%Y-%m-%d %H:%i:%s', 'UTC')"
+        strict = f"parseDateTime64OrNull({text}, '%Y-%m-%d %H:%i:%s', {zone})"
         parsed = f"if(isNull({strict}), {parsed}, {strict})"
+    if _base_type(col.type).startswith("DateTime64("):
+        # a JSON integer is a count of the column's ticks (milliseconds for DateTime64(3)) since 1970 UTC, as
+        # Tinybird documents for DateTime64; one beyond what nanoseconds can count is not a valid value
+        scale, ticks = 10 ** (9 - precision), f"accurateCastOrNull({text}, 'Int64')"
+        in_range = f"abs({ticks}) <= {(2**63 - 1) // scale}"
+        counted = f"if({in_range}, toDateTime64(fromUnixTimestamp64Nano({ticks} * {scale}), {precision}, {zone}), NULL)"
+        parsed = f"if({json_type} IN ('Int64', 'UInt64'), {counted}, {parsed})"
     # parsed as DateTime64, which does not clamp, so a value outside the column type's range is seen
     # (assumeNotNull: a NULL fails on its own, and the condition stays a plain UInt8)
     value = f"assumeNotNull({value})"
@@ -122,20 +171,31 @@ def _time_parse(text: str, value: str, precision: int, first: str, last: str) ->
     return parsed, f"{value} >= toDateTime64('{first}', 0, 'UTC') AND {value} < {end}"
 
 
-def _parse_expr(col: Column, text: str, value: str, json_type: str, args: str) -> tuple[str, str]:
-    """(value expression, NULL when the text does not fit) and what else the JSON kind or the `value` must meet."""
-    base = _base_type(col.type)
+def _parse_expr(col: Column, text: str, value: str, source: str) -> tuple[str, str]:
+    """(value expression, NULL when the text does not fit) and what else the JSON kind or the `value` must meet;
+    `source` is the JSON functions' arguments that reach the value."""
+    base, json_type = _base_type(col.type), f"JSONType({source})"
     if base == "String":
         return text, "1"
-    if (time_range := _time_range(col)) is not None:
-        return _time_parse(text, value, *time_range)
+    if _time_range(col) is not None:
+        return _time_parse(col, text, value, json_type)
     if base.startswith(_NEVER_NULL):
         # these types cannot be Nullable, so the JSON kind decides whether the value fits
         kind = "Array" if base.startswith("Array(") else "Object"
-        return f"JSONExtract(line, {args}, {_sql_str(base)})", f"{json_type} = '{kind}'"
+        return _extract("line", _pieces(col), base), f"{json_type} = '{kind}'"
+    if base.startswith("Decimal"):
+        # a JSON number, or the digits as a string: Tinybird's SQL reference advises strings for 15 digits or more,
+        # which a JSON number (a double) would round
+        kinds = "('Int64', 'UInt64', 'Double', 'String')"
+        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} IN {kinds}"
     if base.startswith(_NUMERIC):
         # as Tinybird: a number column takes JSON numbers, not "3" in quotes
-        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} IN ('Int64', 'UInt64', 'Double', 'Bool')"
+        kinds = f"{json_type} IN ('Int64', 'UInt64', 'Double', 'Bool')"
+        if base.endswith(("128", "256")):
+            # ClickHouse's JSON functions read an integer beyond 64 bits as a string, quoted or not (undocumented by
+            # Tinybird): such a column takes both, as a Decimal does
+            kinds = f"{json_type} IN ('Int64', 'UInt64', 'Double', 'String')"
+        return f"accurateCastOrNull({text}, {_sql_str(base)})", kinds
     return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
 
 
@@ -152,9 +212,9 @@ class _ColumnSQL:
 def _plain_keys(col: Column) -> tuple[str, ...] | None:
     """The keys of a `$.a.b` path, or None for paths with array indexes (read one by one instead)."""
     path = col.jsonpath or f"$.{col.name}"
-    if _INDEX.search(path) or _base_type(col.type).startswith(_NEVER_NULL):
+    if _INDEX.search(path) or _EACH in path or _base_type(col.type).startswith(_NEVER_NULL):
         return None
-    return tuple(k for k in path.removeprefix("$").strip(".").split(".") if k)
+    return tuple(k for k in path.removeprefix("$").strip(".").split(".") if k) or None  # `$`: the row itself
 
 
 def _document_type(columns: tuple[Column, ...]) -> str | None:
@@ -179,8 +239,8 @@ def _document_type(columns: tuple[Column, ...]) -> str | None:
 
 
 def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
-    args = _path_args(col)
-    json_type = f"JSONType(line, {args})"
+    source = _source("line", _outer_pieces(col))
+    json_type = f"JSONType({source})"
     if from_document:
         # the value's text from the single parse; null and missing are both NULL
         text = "doc"
@@ -190,15 +250,17 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
         text = f"assumeNotNull({text})"
     else:
         present = f"({json_type} != 'Null')"
-        text = f"if({json_type} = 'String', JSONExtractString(line, {args}), JSONExtractRaw(line, {args}))"
-    parsed, kind_ok = _parse_expr(col, f"x{i}", f"v{i}", json_type, args)
+        text = f"if({json_type} = 'String', JSONExtractString({source}), JSONExtractRaw({source}))"
+    parsed, kind_ok = _parse_expr(col, f"x{i}", f"v{i}", source)
     fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
+    # the insert reads the staged p{i} and v{i} as _tb_p{i} and _tb_v{i} and names each value for its column, so a
+    # DEFAULT expression reads the row's other columns by name, as ClickHouse computes it (`DEFAULT toDate(ts)`)
     fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
     if col.stores_null and col.default is None:
-        value = f"CAST(if(p{i}, v{i}, NULL) AS {col.sql_type})"
+        value = f"CAST(if(_tb_p{i}, _tb_v{i}, NULL) AS {col.sql_type}) AS `{col.name}`"
     else:
-        value = f"CAST(if(p{i}, assumeNotNull(v{i}), {fallback}) AS {col.sql_type})"
+        value = f"CAST(if(_tb_p{i}, assumeNotNull(_tb_v{i}), {fallback}) AS {col.sql_type}) AS `{col.name}`"
     reason = _sql_str(f" is not a valid {col.type}")
     if (time_range := _time_range(col)) is not None:
         _, first, last = time_range
@@ -239,7 +301,13 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
-    insert = f"INSERT INTO {{target}} ({names}) SELECT {values} FROM {{staged}} WHERE row_ok"
+    staged = ", ".join(f"p{i} AS _tb_p{i}, v{i} AS _tb_v{i}" for i in range(len(cols)))
+    # rows already past the datasource's TTL are not stored, as Tinybird drops them at ingest (ClickHouse would
+    # keep them until a merge)
+    alive = f" WHERE {ttl}" if (ttl := ddl.ttl_alive(ds)) else ""
+    insert = (
+        f"INSERT INTO {{target}} ({names}) SELECT {values} FROM (SELECT {staged} FROM {{staged}} WHERE row_ok){alive}"
+    )
     # bytes that are not UTF-8 are stored as U+FFFD, so the quarantine (and any JSON of it) stays readable; only a
     # line that is not JSON holds such bytes (or a character cut by `substring`): other texts are from valid JSON
     raw_values = ", ".join(f"if(p{i}, toValidUTF8(x{i}), NULL)" for i in range(len(cols)))

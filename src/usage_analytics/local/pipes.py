@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cached_property
 
 from tinybird.sql_template import (
+    REQUIRED_PARAM_NOT_DEFINED,
     SQLTemplateException,
     get_template_and_variables,
     get_var_names_and_types_cached,
@@ -31,6 +32,9 @@ _INT_RANGES = {
 _INT_RANGES.update({"Int": _INT_RANGES["Int32"], "Integer": _INT_RANGES["Int32"]})
 _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 _INTEGER = re.compile(r"^[+-]?\d+$")
+# ClickHouse's tables that hold no data but generate rows, which pipes use for series (`FROM system.numbers`, as
+# Tinybird's own tinynest does): readable in any workspace, unlike the server's other tables
+_GENERATOR_TABLES = {("system", name) for name in ("numbers", "numbers_mt", "one", "zeros", "zeros_mt")}
 
 
 def _valid_datetime(value: str, with_fraction: bool) -> bool:
@@ -91,6 +95,11 @@ class Parameter:
         if self.enum and value not in self.enum:
             allowed = ", ".join(self.enum)
             raise bad_request(f"Invalid value {value!r} for parameter '{self.name}': expected one of {allowed}")
+
+
+def _required_message(param: Parameter) -> str:
+    """Tinybird's answer to a request without a parameter the pipe needs (as its recorded `tb test` cases show)."""
+    return f"{param.name} ({param.type}) query param is required"
 
 
 def _template_sql(node: Node) -> str | None:
@@ -157,9 +166,7 @@ class PipeRenderer:
             if name in values:
                 param.check(values[name])
             elif param.required and param.default is None:
-                raise bad_request(
-                    f"Missing required parameter '{name}' ({param.type}): {param.description}".rstrip(": ")
-                )
+                raise bad_request(_required_message(param))
 
     def render(self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False) -> str:
         """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined.
@@ -203,6 +210,10 @@ class PipeRenderer:
                 template, dict(values), secrets=secrets, name=node.name, test_mode=test_mode
             )
         except SQLTemplateException as exc:
+            missing = next((p for n, p in self.parameters.items() if n not in values and p.default is None), None)
+            if REQUIRED_PARAM_NOT_DEFINED in str(exc) and missing is not None:
+                # a typed parameter used without a value or a default: Tinybird names it
+                raise bad_request(_required_message(missing)) from None
             raise bad_request(str(exc).removeprefix("Template Syntax Error: ")) from None
         except ValueError as exc:  # the template's own {{ error('...') }}
             raise bad_request(str(exc)) from None
@@ -218,6 +229,8 @@ class PipeRenderer:
             raise bad_request(f"pipe {self.pipe.name}: invalid SQL: {str(exc).splitlines()[0]}") from None
         for database, name, _ in used:
             key = ("", name)
+            if (database, name) in _GENERATOR_TABLES:
+                continue
             if database and self._databases and database not in self._databases:
                 # another workspace's tables (or the server's): Tinybird shares a datasource only when told to
                 raise bad_request(f"pipe {self.pipe.name}: {database}.{name} is not a datasource of this workspace")
