@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import cases  # noqa: E402
 
-from usage_analytics.bench import free_port, start_server  # noqa: E402
+from usage_analytics.local.launcher import ServerProcess  # noqa: E402
 
 
 class _Literal(str):
@@ -31,7 +31,8 @@ yaml.add_representer(_Literal, lambda dumper, s: dumper.represent_scalar("tag:ya
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as data:
-        server = start_server(ROOT, Path(data), free_port())
+        process = ServerProcess(ROOT, Path(data) / "data", log_path=Path(data) / "server.log")
+        server = process.start(timeout=600)
         try:
             for endpoint, items in cases.valid_cases(cases.load_rows()).items():
                 tests = []
@@ -51,7 +52,7 @@ def main() -> None:
                 path.write_text(yaml.dump(tests, sort_keys=False, allow_unicode=True, width=1000))
                 print(f"{path.relative_to(ROOT)}: {len(tests)} cases")
         finally:
-            server.stop()
+            process.stop()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import pytest
 import requests
 from conftest import ROOT, ServerProcess, count, event, slice_project, token_values
 
-from usage_analytics.bench import free_port
+from usage_analytics.local.launcher import free_port
 
 pytestmark = pytest.mark.embedded
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import cases
 import oracle
 import pytest
+from conftest import ROOT
 from matching import is_percentile, values_match
 
-from usage_analytics.rawforms import RAW_FORMS, raw_query
+from usage_analytics.bench.rawforms import RAW_FORMS, raw_query
 
 ROWS = cases.load_rows()
 CASES = [
@@ -36,7 +37,7 @@ def test_every_rollup_reader_has_a_raw_form():
 @pytest.mark.parametrize(("endpoint", "case", "params"), CASES, ids=[f"{e}-{c}" for e, c, _ in CASES])
 def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
     served = target.data(endpoint, params)
-    raw = target.sql(raw_query(endpoint, params))
+    raw = target.sql(raw_query(endpoint, params, ROOT))
     truth = oracle.expected(endpoint, params, ROWS)
     assert len(served) == len(raw) == len(truth), (len(served), len(raw), len(truth))
     for got, want, band in zip(served, raw, truth, strict=True):

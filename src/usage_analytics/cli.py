@@ -203,36 +203,44 @@ def build(host: str | None, token: str | None) -> None:
 
 
 @main.command()
+@click.option("--project-dir", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--scale", type=click.Choice(["small", "medium", "large"]), default="large", show_default=True)
-@click.option("--quick", is_flag=True, help="A smoke run on tiny data with few rounds (what the test suite runs).")
+@click.option("--quick", is_flag=True, help="A smoke run on tiny data with few calls (what the test suite runs).")
 @click.option("--out", default="bench-results", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--cache-dir", default=".bench-cache", show_default=True, type=click.Path(path_type=Path))
 @click.option("--peers/--no-peers", default=True, show_default=True, help="Also run DuckDB and PostgreSQL.")
 @click.option(
     "--record/--no-record",
     default=None,
-    help="Append the Markdown table to BENCHMARKS.md and keep the plots in docs/bench (default: unless --quick).",
+    help="Write the run into the project's BENCHMARKS.md (latest run and history row) and its plots into "
+    "docs/bench (default: unless --quick).",
 )
-def bench(scale: str, quick: bool, out: Path, cache_dir: Path, peers: bool, record: bool | None) -> None:
-    """Benchmark start-up, ingest, every endpoint (1 and 8 clients, direct chDB), roll-ups and peers."""
-    from . import benchmark
+def bench(
+    project_dir: Path, scale: str, quick: bool, out: Path, cache_dir: Path, peers: bool, record: bool | None
+) -> None:
+    """Benchmark every figure of issue 18 in one run: cold and cached reads at 1 and 8 clients, restart and memory,
+    growth across scales, single-stream ingest against chDB, and DuckDB and PostgreSQL on the same questions."""
+    from .bench import report
+    from .bench.run import run
 
     record = not quick if record is None else record
+    benchmarks_md = project_dir / "BENCHMARKS.md"
+    if record and not benchmarks_md.is_file():
+        _fail(f"--record: no {benchmarks_md}")
     command = "usage-analytics bench " + ("--quick" if quick else f"--scale {scale}")
     try:
-        results = benchmark.run(scale, quick, cache_dir, peers=peers)
+        results = run(project_dir, scale, quick, cache_dir, peers=peers)
     except RuntimeError as exc:
         _fail(f"benchmark stopped: {exc}")
     name = results["scale"]
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(results, indent=2))
-    root = benchmark.ROOT if record else out
-    plots = benchmark.plot(results, root / "docs/bench" if record else out, root)
-    table = benchmark.markdown(results, command, plots)
+    root = project_dir if record else out
+    plots = report.plot(results, root / "docs/bench" if record else out, root)
+    table = report.markdown(results, command, plots)
     (out / f"{name}.md").write_text(table)
     if record:
-        with open(benchmark.ROOT / "BENCHMARKS.md", "a") as handle:
-            handle.write("\n" + table)
+        report.record(benchmarks_md, results, table)
     click.echo(table)
     click.echo(f"results: {out / f'{name}.json'}")
 

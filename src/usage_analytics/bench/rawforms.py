@@ -9,6 +9,9 @@ placeholders; `raw_query` fills them with quoted literals so the text runs anywh
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from .endpoints import defaults
 
 _PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
 
@@ -160,14 +163,6 @@ RAW_FORMS = {
         retention_cohorts,
     )
 }
-DEFAULTS = {
-    "limit": {
-        "endpoint_performance": "10",
-        "api_usage_by_tenant": "10",
-        "error_analysis": "10",
-        "feature_usage_summary": "100",
-    }
-}
 
 
 def _literal(value: str, ch_type: str) -> str:
@@ -177,14 +172,9 @@ def _literal(value: str, ch_type: str) -> str:
     return f"toDateTime({quoted})" if ch_type == "DateTime" else quoted
 
 
-def raw_query(endpoint: str, params: dict) -> str:
-    """The SQL over the raw tables that answers `endpoint` for these query parameters."""
-    values = dict(params)
-    if endpoint in DEFAULTS["limit"]:
-        values.setdefault("limit", DEFAULTS["limit"][endpoint])
-    if endpoint == "daily_active_users":
-        values.setdefault("days", "30")
-    if endpoint == "retention_cohorts":
-        values.setdefault("weeks", "8")
+def raw_query(endpoint: str, params: dict, project_dir: Path) -> str:
+    """The SQL over the raw tables that answers `endpoint` for these query parameters; a parameter left out takes
+    the default that `endpoint`'s pipe in `project_dir` declares."""
+    values = {**defaults(project_dir, endpoint), **params}
     sql = RAW_FORMS[endpoint](values)
     return _PLACEHOLDER.sub(lambda m: _literal(values[m.group(1)], m.group(2)), sql)

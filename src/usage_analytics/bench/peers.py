@@ -20,7 +20,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from .bench import free_port
+from ..local.launcher import free_port
+from .endpoints import declared
 from .rawforms import where
 
 PEER_ENDPOINTS = (
@@ -132,20 +133,23 @@ def _sql(endpoint: str, p: dict) -> str:
     raise KeyError(endpoint)
 
 
-def _values(endpoint: str, params: dict) -> dict:
-    """The query parameters as typed values, with the endpoints' defaults."""
+def _typed(kind: str, raw: str):
+    if kind.startswith("DateTime"):
+        return datetime.fromisoformat(raw)
+    if kind.startswith(("Int", "UInt")):
+        return int(raw)
+    return raw
+
+
+def _values(endpoint: str, params: dict, project_dir: Path) -> dict:
+    """The query parameters as typed values, each missing one with the default its pipe declares."""
     values: dict = {}
-    for key, raw in params.items():
-        if key in ("start_date", "end_date", "at"):
-            values[key] = datetime.fromisoformat(raw)
-        elif key in ("limit", "weeks"):
-            values[key] = int(raw)
-        elif key != "granularity":
-            values[key] = raw
-    values.setdefault("limit", {"endpoint_performance": 10, "feature_usage_summary": 100}.get(endpoint, 0))
-    values.setdefault("weeks", 8)
+    for name, param in declared(project_dir, endpoint).items():
+        raw = params.get(name, param.default)
+        if raw is not None and name != "granularity":  # granularity is written into the SQL text
+            values[name] = _typed(param.type, str(raw))
     if endpoint == "rate_limit_usage":
-        values.setdefault("at", datetime.utcnow().replace(microsecond=0))
+        values.setdefault("at", datetime.utcnow().replace(microsecond=0))  # the pipe's now()
     return values
 
 
@@ -236,8 +240,14 @@ def _shape(endpoint: str, rows: list[tuple]) -> list[dict]:
 
 
 class Peer:
+    """An engine answering the endpoints' questions; parameters a question leaves out take the defaults that the
+    pipes in `project_dir` declare."""
+
     name = ""
     placeholder = ""
+
+    def __init__(self, project_dir: Path):
+        self.project_dir = Path(project_dir)
 
     def load(self, data_dir: Path) -> None:
         raise NotImplementedError
@@ -247,7 +257,7 @@ class Peer:
 
     def query(self, endpoint: str, params: dict) -> list[dict]:
         sql = _sql(endpoint, params)
-        values = _values(endpoint, params)
+        values = _values(endpoint, params, self.project_dir)
         used = {name: values[name] for name in _PLACEHOLDER.findall(sql)}
         return _shape(endpoint, self._run(_PLACEHOLDER.sub(self.placeholder, sql), used))
 
@@ -263,9 +273,10 @@ class DuckDBPeer(Peer):
     name = "duckdb"
     placeholder = r"$\1"
 
-    def __init__(self):
+    def __init__(self, project_dir: Path):
         import duckdb
 
+        super().__init__(project_dir)
         self.con = duckdb.connect()
 
     def load(self, data_dir: Path) -> None:
@@ -299,9 +310,10 @@ class PostgresPeer(Peer):
     name = "postgresql"
     placeholder = r"%(\1)s"
 
-    def __init__(self):
+    def __init__(self, project_dir: Path):
         import psycopg
 
+        super().__init__(project_dir)
         self.bin = postgres_bin()
         self.dir = Path(tempfile.mkdtemp(prefix="peer-pg-"))
         as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
