@@ -4,6 +4,9 @@ This checks the harness, never a timing: every figure of issue 18 is present (co
 result cache's hits and misses, restart and memory, growth across two scales, single-stream and client ingest
 against chDB with and without views, the peers), the peers gave the same answers as the endpoints, every target is
 stated met or missed (or why not measured), and BENCHMARKS.md's sections take a run.
+
+The run starts five servers and PostgreSQL (about a minute on two cores), so it is a slow harness: `make test-slow`
+and CI's slow job run it; `make test` runs the parts that need no server.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def quick_run(tmp_path_factory):
     return out, json.loads((out / "quick.json").read_text()), result.stdout
 
 
+@pytest.mark.slow
 def test_every_endpoint_is_read_cold_at_1_and_n_clients_and_directly(quick_run):
     _, results, _ = quick_run
     clients = results["profile"]["clients"]
@@ -47,6 +51,7 @@ def test_every_endpoint_is_read_cold_at_1_and_n_clients_and_directly(quick_run):
         assert ("raw_to_rollup" in entry) == (name in RAW_FORMS), name
 
 
+@pytest.mark.slow
 def test_peers_answer_the_same_and_are_timed(quick_run):
     _, results, _ = quick_run
     assert set(results["peers"]["load_seconds"]) == {"duckdb", "postgresql"}
@@ -57,6 +62,7 @@ def test_peers_answer_the_same_and_are_timed(quick_run):
             assert set(entry) >= STATS and entry["ratio_to_ours_http"] > 0
 
 
+@pytest.mark.slow
 def test_repeated_reads_come_from_the_result_cache(quick_run):
     _, results, _ = quick_run
     cached = results["cached_reads"]
@@ -65,6 +71,7 @@ def test_repeated_reads_come_from_the_result_cache(quick_run):
     assert cached["p95_ms"] == cached["hit_steady"]["p95_ms"]
 
 
+@pytest.mark.slow
 def test_restart_memory_and_growth(quick_run):
     _, results, _ = quick_run
     assert results["first_load_seconds"] > 0 and results["restart"]["seconds_to_healthy"] > 0
@@ -77,6 +84,7 @@ def test_restart_memory_and_growth(quick_run):
     assert all(isinstance(x, float) for x in results["growth"]["exponents"].values())
 
 
+@pytest.mark.slow
 def test_ingest_single_stream_and_client_against_chdb(quick_run):
     _, results, _ = quick_run
     ingest = results["ingest"]
@@ -91,6 +99,7 @@ def test_ingest_single_stream_and_client_against_chdb(quick_run):
     assert ingest["chdb_with_views"]["materialized_views"] == len(feeding) > 0
 
 
+@pytest.mark.slow
 def test_every_target_is_stated_and_the_report_is_written(quick_run, tmp_path):
     out, results, stdout = quick_run
     stated = report.targets(results)
