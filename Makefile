@@ -8,7 +8,7 @@ SCALE ?= large
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 CHART_JS := dashboard/vendor/chart.umd.js
 
-.PHONY: install fixtures run test lint fmt clean bench postgresql chromium screenshots
+.PHONY: install fixtures run test test-slow lint fmt clean bench postgresql chromium screenshots
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -61,9 +61,13 @@ chromium:
 		command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
-# one pytest worker per core; a module's tests stay on one worker, so they share its servers
+# one pytest worker per core; a module's tests stay on one worker, so they share its servers. The long harnesses
+# (pytest -m slow) are left out: `make test-slow` runs them, one at a time (they measure memory and kill servers)
 test: lint postgresql chromium $(CHART_JS)
 	$(BIN)/pytest -q -n auto --dist loadfile
+
+test-slow: $(INSTALLED) postgresql
+	$(BIN)/pytest -q -m slow
 
 # One run of every measurement (BENCHMARKS.md); SCALE=small|medium|large, data cached in .bench-cache/
 bench: $(INSTALLED) postgresql

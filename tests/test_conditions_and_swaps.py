@@ -12,7 +12,7 @@ import threading
 
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, count, run_cli
+from conftest import ROOT, ServerProcess, count, run_cli, slice_project
 from test_datasources_api import api_row, assert_rollups_agree, ndjson, post_file
 
 from usage_analytics.local.pipes import PipeRenderer
@@ -190,8 +190,9 @@ def test_pipe_sql_cannot_write_files():
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
-    """A server bound beyond loopback, with small query limits."""
-    process = ServerProcess(ROOT, tmp_path_factory.mktemp("limited") / "data")
+    """A server bound beyond loopback, with small query limits (on the `events` slice: its queries read numbers())."""
+    root = tmp_path_factory.mktemp("limited")
+    process = ServerProcess(slice_project(root / "project"), root / "data")
     process.extra_args = ["--host", "0.0.0.0", "--query-timeout", "1", "--query-memory", "200000000"]
     process.extra_args += ["--max-result-bytes", "1000000"]
     yield process.start()

@@ -6,12 +6,13 @@ cycles. Each reports its figures: cycles, batches acknowledged, rows found, rows
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 import requests
@@ -29,8 +30,23 @@ class Writer(threading.Thread):
         self.base_url, self.token, self.batch = base_url, token, first_batch
         self.acknowledged: list[int] = []
         self.stop = threading.Event()
+        self.progress = threading.Condition()
+        self.ended = False
+
+    def wait_for(self, batches: int, timeout: float = 60) -> None:
+        """Until `batches` batches are acknowledged (or the writer gave up): the kill then lands mid-stream."""
+        with self.progress:
+            self.progress.wait_for(lambda: len(self.acknowledged) >= batches or self.ended, timeout)
 
     def run(self):
+        try:
+            self.send_until_stopped()
+        finally:
+            with self.progress:
+                self.ended = True
+                self.progress.notify_all()
+
+    def send_until_stopped(self):
         http = requests.Session()
         while not self.stop.is_set():
             rows = [json.dumps(event(event_id=f"{self.batch}-{i}", session_id=str(self.batch))) for i in range(BATCH)]
@@ -45,7 +61,9 @@ class Writer(threading.Thread):
             except requests.RequestException:
                 return  # the server died under us: this batch was never acknowledged
             if response.status_code == 200 and response.json()["successful_rows"] == BATCH:
-                self.acknowledged.append(self.batch)
+                with self.progress:
+                    self.acknowledged.append(self.batch)
+                    self.progress.notify_all()
             self.batch += 1
 
 
@@ -59,7 +77,9 @@ def kill_restart_cycles(tmp_path, cycles: int) -> dict:
         for _ in range(cycles):
             writer = Writer(target.base_url, target.token, next_batch)
             writer.start()
-            time.sleep(rng.uniform(0.3, 1.2))
+            # a few batches in, at once: the next one is in flight when the kill lands (a fixed sleep of 0.3-1.2 s
+            # acknowledged nothing on a busy machine, and waited for nothing on an idle one)
+            writer.wait_for(rng.randint(1, 4))
             server.proc.send_signal(signal.SIGKILL)
             server.proc.wait()
             writer.join(timeout=15)
@@ -137,12 +157,16 @@ def test_fsync_mode_applies_the_table_settings(tmp_path):
         server.stop()
 
 
+def random_text(size: int) -> str:
+    return base64.b64encode(os.urandom(size)).decode()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 40 MB filesystem of our own (tmpfs), so filling it harms nothing else."""
+    """An 8 MB filesystem of our own (tmpfs), so filling it harms nothing else."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount_point)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield mount_point
@@ -154,14 +178,17 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing_acknowledged(tmp_path, s
     target = server.start()
     acknowledged, refused = 0, None
     try:
-        for batch in range(400):
-            rows = [json.dumps(event(event_id=f"{batch}-{i}", properties="x" * 400)) for i in range(2000)]
+        for batch in range(100):
+            # random bytes, which no codec shrinks: each batch takes ~2 MB of the disk, so the 8 MB fill in a few
+            # batches (a repeated "x" compressed so well that 40 MB took a minute to fill)
+            rows = [json.dumps(event(event_id=f"{batch}-{i}", properties=random_text(4000))) for i in range(400)]
             response = target.send("events", rows)
             if response.status_code != 200:
                 refused = response
                 break
             acknowledged += response.json()["successful_rows"]
-        assert refused is not None, "40 MB never filled up"
+        assert refused is not None, "8 MB never filled up"
+        assert acknowledged, "the disk was full before the first batch: nothing acknowledged was at stake"
         assert refused.status_code == 507
         assert "stored nothing" in refused.json()["error"] and "space" in refused.json()["error"]
         assert target.sql("SELECT count() AS n FROM events") == [{"n": acknowledged}]

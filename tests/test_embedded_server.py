@@ -1,7 +1,8 @@
 """The embedded server's own guarantees: ingest through /v0/events, quarantine, restarts, redeploys.
 
-Each test runs its own server on a copy of the `events` slice with no fixtures, so it knows exactly
-which rows went in.
+Every server runs on a copy of the `events` slice with no fixtures, so a test knows exactly which rows went in:
+the tests that only send and read share one server, emptied (datasource and quarantine) before each of them; those
+that restart, rebuild or change the project run their own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 
 import oracle
 import pytest
-from conftest import ROOT, ServerProcess, event, run_cli, slice_project
+from conftest import ROOT, ServerProcess, Target, emptied, event, run_cli, slice_project
 
 from usage_analytics.generator import generate
 
@@ -42,14 +43,28 @@ def split_good_and_bad(lines: list[str]) -> tuple[list[dict], list[str]]:
     return good, bad
 
 
+@pytest.fixture(scope="module")
+def dirty_events(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("dirty")
+    generate(folder, seed=11, rows=3000, sources=["events"], dirty=0.05)
+    return (folder / "events.ndjson").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> tuple[ServerProcess, Target]:
+    root = tmp_path_factory.mktemp("shared")
+    server = ServerProcess(slice_project(root / "project"), root / "data")
+    yield server, server.start()
+    server.stop()
+
+
 @pytest.fixture
-def dirty_events(tmp_path) -> list[str]:
-    generate(tmp_path / "gen", seed=11, rows=3000, sources=["events"], dirty=0.05)
-    return (tmp_path / "gen/events.ndjson").read_text().splitlines()
+def target(shared):
+    """The shared server with `events` and its quarantine emptied, as a server of its own would start."""
+    return emptied(shared[1])
 
 
-def test_good_rows_land_and_bad_rows_go_to_quarantine(tmp_path, start_server, dirty_events):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_good_rows_land_and_bad_rows_go_to_quarantine(target, dirty_events):
     good, bad = split_good_and_bad(dirty_events)
     assert good and bad
     half = len(dirty_events) // 2
@@ -66,8 +81,7 @@ def test_good_rows_land_and_bad_rows_go_to_quarantine(tmp_path, start_server, di
 
 
 @pytest.mark.parametrize("params", PARAMS)
-def test_feature_usage_matches_the_oracle_over_the_rows_sent(tmp_path, start_server, dirty_events, params):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_feature_usage_matches_the_oracle_over_the_rows_sent(target, dirty_events, params):
     assert target.send("events", dirty_events).status_code == 200
     good, _ = split_good_and_bad(dirty_events)
     assert target.data("feature_usage", params) == oracle.expected("feature_usage", params, {"events": good})
@@ -76,8 +90,7 @@ def test_feature_usage_matches_the_oracle_over_the_rows_sent(tmp_path, start_ser
 @pytest.mark.deviation(
     "stricter", "wait=false answers after the rows are written; Tinybird's 202 means accepted and written moments later"
 )
-def test_wait_false_answers_202_and_gzip_bodies_are_accepted(tmp_path, start_server):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_wait_false_answers_202_and_gzip_bodies_are_accepted(target):
     row = event(event_id="e1", user_id="u1", feature="f")
     response = target.send("events", [row], wait=False)
     assert (response.status_code, response.json()) == (202, {"successful_rows": 1, "quarantined_rows": 0})
@@ -106,16 +119,14 @@ def without(row: dict, column: str) -> dict:
         (event(event_type=None), "event_type"),
     ],
 )
-def test_quarantine_names_the_column_and_the_reason(tmp_path, start_server, row, column):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_quarantine_names_the_column_and_the_reason(target, row, column):
     assert target.send("events", [event(event_id="ok"), row]).json() == {"successful_rows": 1, "quarantined_rows": 1}
     (stored,) = target.sql("SELECT c__error_column, c__error FROM events_quarantine")
     assert stored["c__error_column"] == [column]
     assert column in stored["c__error"][0]
 
 
-def test_a_line_that_is_not_utf8_or_not_json_is_quarantined_and_blank_lines_are_skipped(tmp_path, start_server):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_a_line_that_is_not_utf8_or_not_json_is_quarantined_and_blank_lines_are_skipped(target):
     good = [json.dumps(event(event_id=f"e{i}", user_id="u1")).encode() for i in range(3)]
     body = (
         b"\n\n"
@@ -140,8 +151,7 @@ def test_a_line_that_is_not_utf8_or_not_json_is_quarantined_and_blank_lines_are_
     assert not_utf8.startswith('invalid JSON object: {"event_id": "\ufffd')
 
 
-def test_unknown_datasource_and_oversized_bodies_are_refused(tmp_path, start_server):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_unknown_datasource_and_oversized_bodies_are_refused(target):
     assert target.send("nope", ["{}"]).status_code == 404
     huge = ['{"event_id": "' + "x" * 1024 * 1024 + '"}'] * 11
     response = target.send("events", huge)
@@ -157,8 +167,8 @@ def test_data_survives_a_restart(tmp_path, start_server, dirty_events):
     assert target.data("feature_usage") == before
 
 
-def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path, start_server):
-    server, _ = start_server(slice_project(tmp_path / "project"))
+def test_a_second_server_on_the_same_data_dir_is_refused(shared):
+    server = shared[0]
     second = ServerProcess(server.project_dir, server.data_dir)
     with pytest.raises(RuntimeError, match="in use by another server"):
         second.start(timeout=30)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
+from conftest import ServerProcess
 
 pytestmark = pytest.mark.embedded
 
@@ -73,8 +75,7 @@ def reading(device, value, ts, **extra) -> str:
     return json.dumps({"device": {"id": device, "site": "lab"}, "value": value, "ts": ts, "tags": ["a"], **extra})
 
 
-@pytest.fixture
-def sensors(tmp_path, start_server):
+def write_sensors(folder: Path) -> Path:
     files = {
         "sources/readings.datasource": DATASOURCE,
         "sources/readings_hourly.datasource": ROLLUP,
@@ -85,9 +86,23 @@ def sensors(tmp_path, start_server):
         ),
     }
     for name, text in files.items():
-        (tmp_path / "sensors" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "sensors" / name).write_text(textwrap.dedent(text))
-    return start_server(tmp_path / "sensors")[1]
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sensors(tmp_path_factory):
+    """The tests that only read share a server; the one that sends rows has its own (`fresh_sensors`)."""
+    root = tmp_path_factory.mktemp("sensors")
+    server = ServerProcess(write_sensors(root / "sensors"), root / "data")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def fresh_sensors(tmp_path, start_server):
+    return start_server(write_sensors(tmp_path / "sensors"))[1]
 
 
 def test_fixtures_load_through_the_materialization(sensors):
@@ -96,7 +111,8 @@ def test_fixtures_load_through_the_materialization(sensors):
     ]
 
 
-def test_ingested_rows_flow_into_the_rollup_and_typed_parameters_apply(sensors):
+def test_ingested_rows_flow_into_the_rollup_and_typed_parameters_apply(fresh_sensors):
+    sensors = fresh_sensors
     rows = [
         reading("d1", 10.0, "2025-01-01 11:05:00"),
         reading("d2", 5.0, "2025-01-01 11:05:00", battery=80),

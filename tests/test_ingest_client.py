@@ -9,11 +9,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from conftest import event, run_cli, slice_project
+from conftest import ServerProcess, emptied, event, run_cli, slice_project
 
 from usage_analytics.ingest import EventsClient, batches
 
 pytestmark = pytest.mark.embedded
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ingest_client")
+    process = ServerProcess(slice_project(root / "project"), root / "data")
+    yield process.start()
+    process.stop()
+
+
+@pytest.fixture
+def target(server):
+    """The module's server with `events` (and its quarantine) emptied: each test counts exactly the rows it sent."""
+    return emptied(server)
 
 
 def rows(n: int) -> list[bytes]:
@@ -36,6 +50,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: str, faults: list[str]):
         self.upstream, self.faults, self.seen = upstream, list(faults), []
+        self.forwarded, self.answered = 0, threading.Condition()  # requests the server has answered
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +76,9 @@ class FaultyProxy:
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 answer = requests.post(f"{proxy.upstream}{self.path}", data=body, headers=headers, timeout=60)
+                with proxy.answered:
+                    proxy.forwarded += 1
+                    proxy.answered.notify_all()
                 self.send_response(answer.status_code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer.content)))
@@ -71,12 +89,15 @@ class FaultyProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def wait_forwarded(self, n: int, timeout: float = 30) -> None:
+        with self.answered:
+            assert self.answered.wait_for(lambda: self.forwarded >= n, timeout), (self.forwarded, n)
+
     def close(self):
         self.server.shutdown()
 
 
-def test_client_reconciles_and_survives_429_503_and_dropped_connections(tmp_path, start_server):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_client_reconciles_and_survives_429_503_and_dropped_connections(tmp_path, target):
     proxy = FaultyProxy(target.base_url, ["429", "503", "drop", "forward", "429"])
     try:
         client = EventsClient(proxy.url, target.token, max_rows=1000, concurrency=1, backoff=0.01)
@@ -96,10 +117,9 @@ def test_client_reconciles_and_survives_429_503_and_dropped_connections(tmp_path
     assert target.sql("SELECT count() AS n, uniqExact(event_id) AS ids FROM events") == [{"n": 5000, "ids": 5000}]
 
 
-def test_slow_answers_are_waited_for_and_a_timed_out_batch_is_sent_again(tmp_path, start_server):
+def test_slow_answers_are_waited_for_and_a_timed_out_batch_is_sent_again(tmp_path, target):
     """A slow answer within the timeout lands once. One that outlasts it was written all the same, so the
     client's retry duplicates that batch: at-least-once, as the README says, and the ids show it."""
-    _, target = start_server(slice_project(tmp_path / "project"))
     proxy = FaultyProxy(target.base_url, ["slow:0.5", "slow:2.5"])
     try:
         client = EventsClient(proxy.url, target.token, max_rows=1000, concurrency=1, backoff=0.01, timeout=1.5)
@@ -108,13 +128,12 @@ def test_slow_answers_are_waited_for_and_a_timed_out_batch_is_sent_again(tmp_pat
         proxy.close()
     assert proxy.seen[:2] == ["slow:0.5", "slow:2.5"] and len(proxy.seen) == 4  # 3 batches + 1 retry
     assert (totals.acknowledged, totals.failed) == (3000, 0), totals.summary()
-    time.sleep(1.5)  # the stalled request reaches the server after the client gave up on it
+    proxy.wait_forwarded(4)  # the stalled request reaches the server after the client gave up on it
     counts = target.sql("SELECT count() AS n, uniqExact(event_id) AS ids FROM events")
     assert counts == [{"n": 4000, "ids": 3000}]
 
 
-def test_undelivered_batches_are_written_and_can_be_resent(tmp_path, start_server):
-    _, target = start_server(slice_project(tmp_path / "project"))
+def test_undelivered_batches_are_written_and_can_be_resent(tmp_path, target):
     client = EventsClient("http://127.0.0.1:9", target.token, max_rows=100, retries=1, backoff=0.01)
     totals = client.send("events", rows(250), failed_path=tmp_path / "failed.ndjson")
     assert (totals.acknowledged, totals.failed, totals.failed_file) == (0, 250, str(tmp_path / "failed.ndjson"))
@@ -130,9 +149,7 @@ def test_cli_names_a_missing_file(tmp_path):
     assert "no such file" in result.stderr
 
 
-def test_load_sends_every_fixture_file(tmp_path, start_server):
-    project = slice_project(tmp_path / "project")
-    _, target = start_server(project)
+def test_load_sends_every_fixture_file(tmp_path, target):
     fixtures = tmp_path / "mine"
     fixtures.mkdir()
     (fixtures / "events.ndjson").write_bytes(b"\n".join(rows(1234)) + b"\n")

@@ -5,16 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import event, run_cli, slice_project
+from conftest import ServerProcess, emptied, event, run_cli, slice_project
 from tb.api import API
 from tb.datasource import Datasource
 
 pytestmark = pytest.mark.embedded
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clients")
+    process = ServerProcess(slice_project(root / "project"), root / "data")
+    yield process, process.start()
+    process.stop()
+
+
 @pytest.fixture
-def served(tmp_path, start_server):
-    return start_server(slice_project(tmp_path / "project"))[1]
+def served(server):
+    """The module's server, `events` emptied; the project folder is where file:// appends may read from."""
+    return emptied(server[1])
 
 
 def test_python_sdk_appends_through_the_events_api_and_reads_a_pipe(served):
@@ -36,7 +45,7 @@ def test_python_sdk_waits_out_a_rate_limited_jwt(served):
     assert answers == [[{"feature": "search_bar", "usage_count": 1, "unique_users": 1}]] * 3
 
 
-def test_forward_sdk_ingests_queries_appends_and_deletes(served, tmp_path):
+def test_forward_sdk_ingests_queries_appends_and_deletes(server, served, tmp_path):
     """tinybird-sdk (Tinybird Forward's Python SDK): its API client, unchanged, on every call it makes."""
     from tinybird_sdk.api import TinybirdApi, TinybirdApiError
 
@@ -61,7 +70,7 @@ def test_forward_sdk_ingests_queries_appends_and_deletes(served, tmp_path):
         + "\n"
     )
     assert api.append_datasource("events", {"file": str(csv_file)})["statistics"]["row_count"] == 5
-    ndjson_file = tmp_path / "project/more.ndjson"  # file:// reaches only the project folder and the data dir
+    ndjson_file = server[0].project_dir / "more.ndjson"  # file:// reaches only the project folder and the data dir
     ndjson_file.write_text("\n".join(json.dumps(event(event_id=f"url-{i}", feature="import")) for i in range(3)))
     assert api.append_datasource("events", {"url": ndjson_file.as_uri()})["statistics"]["row_count"] == 3
     assert api.query("feature_usage", {"feature": "import"})["data"][0]["usage_count"] == 8

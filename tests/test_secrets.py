@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ServerProcess
 
 pytestmark = pytest.mark.embedded
 
@@ -15,14 +16,17 @@ TYPE ENDPOINT
 """
 
 
-@pytest.fixture
-def served(tmp_path, start_server):
-    (tmp_path / "project/endpoints").mkdir(parents=True)
-    (tmp_path / "project/endpoints/greet.pipe").write_text(PIPE)
-    (tmp_path / "project/.env").write_text("GREETING=from-env\n")
-    (tmp_path / "project/.env.local").write_text("GREETING=from-env-local\n")
-    _, target = start_server(tmp_path / "project")
-    return target
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One server for the module: the test that creates a variable deletes it again."""
+    root = tmp_path_factory.mktemp("secrets")
+    (root / "project/endpoints").mkdir(parents=True)
+    (root / "project/endpoints/greet.pipe").write_text(PIPE)
+    (root / "project/.env").write_text("GREETING=from-env\n")
+    (root / "project/.env.local").write_text("GREETING=from-env-local\n")
+    server = ServerProcess(root / "project", root / "data")
+    yield server.start()
+    server.stop()
 
 
 def greeting(target) -> list[dict]:
