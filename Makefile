@@ -64,7 +64,7 @@ chromium:
 # one pytest worker per core; a module's tests stay on one worker, so they share its servers. The long harnesses
 # (pytest -m slow) are left out: `make test-slow` runs them, one at a time (they measure memory and kill servers)
 test: lint postgresql chromium $(CHART_JS)
-	$(BIN)/pytest -q -n auto --dist loadfile
+	$(BIN)/pytest -q -n auto --dist loadfile --durations=15
 
 test-slow: $(INSTALLED) postgresql
 	$(BIN)/pytest -q -m slow
