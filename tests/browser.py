@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,17 +33,38 @@ def _binary(*names: str) -> str:
     raise RuntimeError(f"none of {', '.join(names)} is installed: run `make chromium`")
 
 
+def _major(binary: str) -> str | None:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"(\d+)\.\d+\.\d+", out)
+    return found.group(1) if found else None
+
+
+def _browser(driver: str) -> str:
+    """The installed Chromium or Chrome whose major version is the chromedriver's (Debian pairs chromium with its
+    driver; GitHub's runners pair google-chrome with theirs and may have another Chromium beside it)."""
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    installed = [found for name in names if (found := shutil.which(name))]
+    if not installed:
+        raise RuntimeError(f"none of {', '.join(names)} is installed: run `make chromium`")
+    wanted = _major(driver)
+    return next((b for b in installed if wanted and _major(b) == wanted), installed[0])
+
+
 class Browser:
     """One headless Chromium for a whole test module, its console log collected (`goog:loggingPrefs`)."""
 
     def __init__(self):
         options = webdriver.ChromeOptions()
-        options.binary_location = _binary("chromium", "chromium-browser", "google-chrome")
+        driver = _binary("chromedriver")
+        options.binary_location = _browser(driver)
         for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
             options.add_argument(argument)
         options.add_argument(f"--window-size={WIDTH},{HEIGHT}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        self.driver = webdriver.Chrome(options=options, service=Service(_binary("chromedriver")))
+        self.driver = webdriver.Chrome(options=options, service=Service(driver))
         metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the viewport, not the window
         self.driver.set_script_timeout(30)
