@@ -134,3 +134,20 @@ def test_an_uploaded_datafile_stays_inside_its_project(name):
     with pytest.raises(RequestError):
         upload._safe_path(name)
     assert str(upload._safe_path("endpoints/web/x.pipe")) == "endpoints/web/x.pipe"
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        ("WITH upper(domain) AS domain SELECT domain FROM t GROUP BY domain", ["domain"]),
+        ("WITH upper(domain) AS d, 3 AS status_code SELECT d FROM t", ["status_code"]),
+        ("SELECT * FROM (WITH f(a, b) AS ts SELECT ts FROM t)", ["ts"]),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", []),  # a subquery named x, not an expression's alias
+        ("WITH domain AS (SELECT 1) SELECT 1", []),
+        ("SELECT toStartOfHour(ts) AS ts FROM t GROUP BY ts", []),  # a SELECT alias: both analyzers read it
+        ("WITH 'a, b AS domain' AS label SELECT 1", []),  # inside a literal
+        ("WITH upper(domain) AS `other` SELECT 1", []),
+    ],
+)
+def test_with_aliases_named_like_a_column_are_found(sql, found):
+    assert sqlcheck.with_aliases_named_like(sql, {"domain", "ts", "status_code"}) == found

@@ -21,6 +21,7 @@ from .engine import Engine, EngineError
 from .errors import RequestError
 from .project import Datasource, Pipe, Project, ProjectError, load_project
 from .settings import ServerSettings
+from .sqlcheck import with_aliases_named_like
 
 _DEFAULT_CLAUSE = re.compile(r" DEFAULT .*?( CODEC\(.*)?$", re.DOTALL)
 SERVED_PIPE_KINDS = ("", "endpoint", "materialized", "copy")  # TYPE SINK (exports) is read but never run
@@ -282,9 +283,16 @@ class Builder:
                     f"datasource {name}: {ds.connector} is not served (no connector runs here): "
                     "send its rows through the Events API or the Data Sources API"
                 )
+        columns = {column.name for ds in project.datasources.values() for column in ds.columns}
         for name, pipe in project.pipes.items():
             if pipe.kind not in SERVED_PIPE_KINDS:
                 report.add(f"pipe {name}: TYPE {pipe.kind.upper()} is not served: the pipe is not run")
+            for node in pipe.nodes:
+                for alias in with_aliases_named_like(node.sql, columns):
+                    report.add(
+                        f"pipe {name}, node {node.name}: the WITH alias {alias} is named like a column; Tinybird "
+                        f"reads the column where {alias} is used, this server (ClickHouse 26.9) the alias: rename it"
+                    )
         return report
 
     def create_views(self, project: Project, select: Callable[[Pipe], str], report: BuildReport) -> None:

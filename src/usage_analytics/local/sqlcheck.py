@@ -78,3 +78,35 @@ def check_query(q: str, readable: Callable[[str, str], bool]) -> None:
         if name and not readable(database, name):
             where = f"{database}.{name}" if database else name
             raise bad_request(f"q: resource '{where}' not found: query the workspace's datasources and pipes")
+
+
+_WITH_OR_SELECT = re.compile(r"\b(WITH|SELECT)\b|[(),]", re.IGNORECASE)
+_EXPRESSION_ALIAS = re.compile(r"^(?P<expr>.+?)\s+AS\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def with_aliases_named_like(sql: str, columns: set[str]) -> list[str]:
+    """The `WITH <expression> AS <name>` aliases of `sql` (any level) named like one of `columns`. Tinybird answers
+    these as ClickHouse did before 24.3, reading the column where the name is used (ClickHouse issue 61950); ClickHouse
+    26.9, whose analyzer can no longer be turned off, reads the alias. `name AS (SELECT ...)` (a subquery) is not
+    such an alias."""
+    code, found = _code(sql), []
+    for start in (m.end() for m in re.finditer(r"\bWITH\b", code, re.IGNORECASE)):
+        depth, item_start, items = 0, start, []
+        for token in _WITH_OR_SELECT.finditer(code, start):
+            text = token.group(0)
+            if text == "(":
+                depth += 1
+            elif text == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif depth == 0 and (text == "," or text.upper() == "SELECT"):
+                items.append(code[item_start : token.start()])
+                item_start = token.end()
+                if text.upper() == "SELECT":
+                    break
+        for item in items:
+            alias = _EXPRESSION_ALIAS.match(item.strip())
+            if alias and alias["name"] in columns and not alias["expr"].strip().upper().startswith("SELECT"):
+                found.append(alias["name"])
+    return found
