@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
+import requests
 from browser import Browser, PageServer, screenshot_folder
-from conftest import CLI, ROOT, ServerProcess, run_cli, token_values
+from conftest import CLI, ROOT, ServerProcess, free_port, run_cli, token_values
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -482,6 +483,36 @@ def test_a_page_from_another_origin_reads_the_api_and_tracks_into_it(browser, ta
         {**dict.fromkeys(("session_id", "event_name", "page", "feature"), ""), "event_type": t, "properties": p}
         for t, p in (("button_click", '{"button":"signup"}'), ("page_view", '{"page":"/pricing"}'))
     ]
+
+
+def test_dashboard_readmes_static_server_serves_it_from_anywhere(browser, target, tokens):
+    """dashboard/README.md's way to open it against an API that does not serve the files: its command as written
+    (another port), then the URL it says to open, the host and a read token in the fragment."""
+    block = (ROOT / "dashboard" / "README.md").read_text().split("```bash")[1].split("```")[0]
+    command, opened = (line.strip() for line in block.strip().splitlines())
+    assert command == "python3 -m http.server 8080 -d dashboard", command
+    port = str(free_port())
+    static = subprocess.Popen(
+        command.replace("8080", port).split(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = (
+            opened.removeprefix("# then open ").replace("8080", port).replace("http://localhost:7181", target.base_url)
+        )
+        url = url.replace("<a read token>", tokens["analyst"]) + "&" + urlencode({"refresh": 0, **WINDOW})
+
+        def listening(_) -> bool:
+            try:
+                return target.http.get(url.split("#")[0], timeout=2).ok
+            except requests.ConnectionError:
+                return False
+
+        browser.wait(listening, message="http.server did not answer")
+        browser.open(url)
+        check_numbers(target, settled(browser, "product"), tokens["analyst"])
+    finally:
+        static.terminate()
+        static.wait(timeout=10)
 
 
 def test_the_demo_pages_clicks_and_an_ingest_show_on_the_feature_usage_panel_at_the_next_refresh(
