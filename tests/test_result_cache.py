@@ -19,7 +19,7 @@ import pytest
 import requests
 from conftest import ServerProcess, Target, token_values
 
-from usage_analytics.cachebench import measure
+from usage_analytics.bench.cache import measure
 from usage_analytics.local.project import Column, Datasource
 from usage_analytics.local.resultcache import Entry, ReadCache, ResultCache
 

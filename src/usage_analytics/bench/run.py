@@ -7,7 +7,7 @@
    unaligned windows moved on every call (endpoints.distinct): median and p95 with one client and with N clients
    (RSS sampled meanwhile);
    then the SQL each call rendered, straight on chDB over the same data dir, and each roll-up's raw-table form;
-4. repeated dashboard reads from the result cache (usage_analytics.cachebench), on a server with the cache on;
+4. repeated dashboard reads from the result cache (bench/cache.py), on a server with the cache on;
 5. peers: DuckDB and PostgreSQL on the same data and questions, their answers checked against ours;
 6. growth: the one-client cold medians at each smaller scale, and each endpoint's exponent of rows;
 7. single-stream ingest and the project's client, against chDB inserts with and without the views.
@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 
 from ..local.launcher import Connection, ServerProcess
-from . import ingest
+from . import cache, ingest
 from .endpoints import MIX, cold_sets
 from .measure import EndpointCaller, PeakRss, median, rss_bytes, stats, time_concurrently, time_each
 from .rawforms import RAW_FORMS, raw_query
@@ -282,16 +282,14 @@ def _warm_up(caller: EndpointCaller, param_sets: list[dict], profile: dict) -> i
 
 
 def _cached_reads(project: Path, data_dir: Path, profile: dict) -> dict:
-    """Repeated dashboard reads answered from the result cache: usage_analytics.cachebench's measurement (written
-    beside the cache) on a server with the cache on, N clients repeating the whole mix, the cache made stale by a
-    build before every few rounds; the target reads the p95 of the hits between two invalidations."""
-    from .. import cachebench
-
+    """Repeated dashboard reads answered from the result cache: cache.py's measurement on a server with the cache on,
+    N clients repeating the whole mix, the cache made stale by a build before every few rounds; the target reads the
+    p95 of the hits between two invalidations."""
     calls = [(name, params) for name, param_sets in MIX.items() for params in param_sets]
     process = ServerProcess(project, data_dir, extra_args=MEASURING, log_path=data_dir.parent / "cached.log")
     server = process.start(timeout=1800)
     try:
-        measured = cachebench.measure(
+        measured = cache.measure(
             server.base_url,
             server.token,
             calls,

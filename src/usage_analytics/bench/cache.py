@@ -4,7 +4,7 @@ answered them (`Server-Timing: cache;desc="hit"`, `"miss"` or `"bypass"`).
 `measure(base_url, token, calls)` runs `clients` threads, each asking every call once per round in its own order; all
 start a round together. Before every `invalidate_every`-th round the cache is made stale (by default with
 `POST /v0/build`, a build that changes nothing but bumps the workspace's epoch, so no row changes), so those rounds'
-first answers are misses and the others hits. `python -m usage_analytics.cachebench --host URL --token T` runs it on
+first answers are misses and the others hits. `python -m usage_analytics.bench.cache --host URL --token T` runs it on
 the endpoints' declared example values and prints the result as JSON.
 """
 
@@ -21,24 +21,21 @@ from pathlib import Path
 
 import requests
 
+from .measure import percentile
+
 _CACHE = re.compile(r'cache;desc="(\w+)"')
 
 
-def _percentile(ordered: list[float], point: float) -> float:
-    return ordered[min(len(ordered) - 1, round(point / 100 * (len(ordered) - 1)))]
-
-
 def summary(times: list[float]) -> dict[str, float]:
-    ordered = sorted(times)
-    if not ordered:
+    if not times:
         return {"calls": 0}
-    return {"calls": len(ordered), "p50_ms": _percentile(ordered, 50), "p95_ms": _percentile(ordered, 95)}
+    return {"calls": len(times), "p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95)}
 
 
 def example_calls(project_dir: Path) -> list[tuple[str, dict[str, str]]]:
     """Every endpoint of the project with its parameters' declared `example=` values (what `make run` prints)."""
-    from .local.pipes import declared_parameters
-    from .local.project import load_project
+    from ..local.pipes import declared_parameters
+    from ..local.project import load_project
 
     project = load_project(project_dir)
     return [
