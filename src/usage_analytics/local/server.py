@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,6 +12,7 @@ import uvicorn
 
 from .copies import CopyScheduler
 from .http import build_app
+from .http.cors import is_loopback
 from .settings import DEFAULTS, MiB, ServerSettings
 from .workspace import Workspace
 from .workspaces import Registry
@@ -37,13 +37,6 @@ class _AnnouncingServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._on_listening()
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost: it may resolve to anything
-        return False
 
 
 def example_calls(workspace: Workspace, base: str) -> list[str]:
@@ -80,7 +73,7 @@ def serve(
     """Build the project into the data dir and serve it; `static` maps URL prefixes to folders served as files (the
     CLI serves the project's `dashboard/` at `/dashboard`)."""
     started = time.perf_counter()
-    if settings.expose_tokens is None and not _is_loopback(host):
+    if settings.expose_tokens is None and not is_loopback(host):
         # GET /tokens gives the admin token to whoever connects: by default only on loopback (None), and there only
         # to requests addressed to a loopback name (http/admin.py)
         settings = replace(settings, expose_tokens=False)

@@ -28,6 +28,15 @@ def is_api(path: str) -> bool:
     return path.startswith(_API)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's loopback (`localhost`, `127.0.0.1`, `::1`); any other name
+    may resolve to anything."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def loopback_host(host_header: str) -> bool:
     """Whether a request's `Host` names this machine by a loopback name (`localhost`, `127.0.0.1:7181`, `[::1]`)."""
     host = host_header.strip().lower()
@@ -35,12 +44,7 @@ def loopback_host(host_header: str) -> bool:
         host = host[1 : host.find("]")] if "]" in host else host
     elif host.count(":") == 1:
         host = host.rsplit(":", 1)[0]
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host.endswith(".localhost") or is_loopback(host)
 
 
 class Cors:
