@@ -86,6 +86,22 @@ def emptied(target: Target, datasource: str = "events") -> Target:
     return target
 
 
+def readme_section(name: str) -> str:
+    """The README's text between its `<!-- name ... -->` and `<!-- /name -->` markers: what a test runs as written."""
+    return (ROOT / "README.md").read_text().split(f"<!-- {name}")[1].split(f"<!-- /{name} -->")[0]
+
+
+def readme_block(name: str, fence: str = "sh") -> str:
+    """The ```fence code block inside the README's `name` section."""
+    return readme_section(name).split(f"```{fence}")[1].split("```")[0]
+
+
+def run_script(script: str, target: Target, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """A shell script from the docs, with TB_HOST and TB_TOKEN set to `target`, as the README sets them."""
+    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=cwd)
+
+
 def run_cli(
     target: Target | None, *args: str, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:

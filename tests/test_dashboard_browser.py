@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +16,12 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 import requests
 from browser import Browser, PageServer, screenshot_folder
-from conftest import CLI, ROOT, ServerProcess, free_port, run_cli, token_values
+from conftest import CLI, ROOT, ServerProcess, free_port, readme_block, run_cli, run_script, token_values
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 pytestmark = pytest.mark.embedded
 
-README = (ROOT / "README.md").read_text()
 
 PRODUCT = {"daily_active_users", "active_users", "retention_cohorts", "feature_usage", "feature_usage_timeline"}
 PRODUCT |= {"session_insights", "app_feature_usage"}
@@ -393,12 +391,10 @@ def tenant_jwt(target, tenant: str, *extra: str) -> str:
 def test_the_readmes_embed_example_shows_one_tenant_inside_a_customers_page(browser, target, pages):
     """The README's tenant JWT command and its <iframe>, run as written (the hosts pointed at this server), on a
     page of another origin: the dashboard inside it shows tenant_acme only."""
-    block = README.split("<!-- embed-example")[1].split("<!-- /embed-example -->")[0]
-    script = block.split("```sh")[1].split("```")[0].replace(".venv/bin/usage-analytics", CLI) + 'printf %s "$JWT"'
-    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
-    minted = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    script = readme_block("embed-example").replace(".venv/bin/usage-analytics", CLI) + 'printf %s "$JWT"'
+    minted = run_script(script, target)
     assert minted.returncode == 0 and minted.stdout.count(".") == 2, minted.stderr
-    iframe = block.split("```html")[1].split("```")[0]
+    iframe = readme_block("embed-example", "html")
     iframe = iframe.replace("https://analytics.example.com", target.base_url).replace(
         "https://api.tinybird.co", target.base_url
     )

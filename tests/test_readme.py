@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from conftest import CLI, ROOT, free_port
+from conftest import CLI, ROOT, free_port, readme_block, readme_section, run_script
 
 README = (ROOT / "README.md").read_text()
 CONTRACT = (ROOT / "docs/ENDPOINTS.md").read_text()
-TOUR = README.split("<!-- endpoint-tour")[1].split("<!-- /endpoint-tour -->")[0]
+TOUR = readme_section("endpoint-tour")
 EXAMPLES = dict(re.findall(r'\| `(\w+)` \| [^|]+ \| `curl "\$TB_HOST/v0/pipes/(\w+\.json\?[^"]+)"` \|', TOUR))
 CONTRACT_ENDPOINTS = re.findall(r"^\| `(\w+)` \|", CONTRACT, flags=re.MULTILINE)
 
@@ -88,10 +88,7 @@ def test_make_run_serves_the_project_and_prints_working_curl_lines(tmp_path):
 
 
 def test_readme_jwt_example_keeps_a_tenant_to_its_rows(target):
-    block = README.split("<!-- jwt-example")[1].split("<!-- /jwt-example -->")[0]
-    script = block.split("```sh")[1].split("```")[0].replace(".venv/bin/usage-analytics", CLI)
-    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    out = run_script(readme_block("jwt-example").replace(".venv/bin/usage-analytics", CLI), target)
     rows = json.loads(out.stdout)["data"]
     assert rows and {row["tenant_id"] for row in rows} == {"tenant_acme"}, out.stderr
 
@@ -102,10 +99,8 @@ def test_readme_data_sources_api_example(start_server):
     from test_datasources_api import assert_rollups_agree
 
     _, target = start_server(ROOT)
-    block = README.split("<!-- datasources-example")[1].split("<!-- /datasources-example -->")[0]
-    script = "set -e\n" + block.split("```sh")[1].split("```")[0].replace("curl ", "curl -fsS ")
-    env = {**os.environ, "TB_HOST": target.base_url, "TB_TOKEN": target.token}
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
+    script = "set -e\n" + readme_block("datasources-example").replace("curl ", "curl -fsS ")
+    out = run_script(script, target, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert count(target, "tenant_rate_limits", "endpoint = '/api/v1/export'") == 2
     assert count(target, "api_logs", "toDate(timestamp) = '2025-05-13'") == 6
@@ -121,9 +116,7 @@ def test_readme_tinybird_local_section_runs_as_written(tmp_path):
 
     from conftest import ServerProcess, copy_project, run_tb
 
-    block = README.split("<!-- tb-local-example")[1].split("<!-- /tb-local-example -->")[0]
-    script = block.split("```sh")[1].split("```")[0]
-    lines = [line.split("  #")[0].strip() for line in script.splitlines() if line.strip()]
+    lines = [line.split("  #")[0].strip() for line in readme_block("tb-local-example").splitlines() if line.strip()]
     serve, commands = lines[0], lines[1:]
     assert serve.startswith(".venv/bin/usage-analytics local ") and serve.endswith("&")
     project = copy_project(tmp_path / "project")
