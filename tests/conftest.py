@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -84,6 +85,14 @@ def emptied(target: Target, datasource: str = "events") -> Target:
     left = f"(SELECT count() FROM {datasource}) + (SELECT count() FROM {datasource}_quarantine)"
     assert target.sql(f"SELECT {left} AS n") == [{"n": 0}]
     return target
+
+
+def write_files(folder: Path, files: dict[str, str]) -> Path:
+    """A project written by a test: each file's text (indented in the test) at its path under `folder`."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
 
 
 def readme_section(name: str) -> str:

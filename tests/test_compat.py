@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
+from conftest import write_files
 
 pytestmark = pytest.mark.embedded
 
@@ -69,17 +69,10 @@ def request(domain: str, status: int, **extra) -> str:
     return json.dumps({"ts": "2025-03-01 12:00:00", "domain": domain, "status": status, **extra})
 
 
-def write(root, files: dict[str, str]):
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(textwrap.dedent(text))
-    return root
-
-
 @pytest.fixture
 def requests(tmp_path, start_server):
     fixture = [request("a.com", 200, region="eu"), request("a.com", 200), request("a.com", 500, region=None)]
-    project = write(
+    project = write_files(
         tmp_path / "requests",
         {
             "datasources/requests.datasource": REQUESTS,
@@ -174,7 +167,7 @@ FROM numbers(1200), (SELECT ['click', 'view', 'buy'] AS kinds) AS td;
 
 
 def test_sql_fixture_fills_an_empty_datasource(tmp_path, start_server):
-    project = write(
+    project = write_files(
         tmp_path / "mock",
         {
             "datasources/events.datasource": EVENTS,

@@ -7,14 +7,13 @@ waiting for the next minute; when later runs are due is `next_run`'s, checked on
 from __future__ import annotations
 
 import json
-import textwrap
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, Target, run_tb, token_values
+from conftest import ServerProcess, Target, run_tb, token_values, write_files
 
 from usage_analytics.local.copies import next_run
 
@@ -122,9 +121,7 @@ SALES = [
 
 
 def write_project(folder: Path) -> Path:
-    for name, text in FILES.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(textwrap.dedent(text))
+    write_files(folder, FILES)
     (folder / "fixtures").mkdir()
     (folder / "fixtures" / "sales.ndjson").write_text("\n".join(json.dumps(row) for row in SALES))
     return folder

@@ -11,10 +11,9 @@ nothing, from ClickHouse's or from what Tinybird's own projects record, and the 
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
-from conftest import ServerProcess, count
+from conftest import ServerProcess, count, write_files
 
 from usage_analytics.local.project import ProjectError, load_project
 
@@ -327,18 +326,11 @@ ACCOUNT_ROWS = [
 ]
 
 
-def write(root, files: dict[str, str]):
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(textwrap.dedent(text))
-    return root
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The shop's server, its rows sent once; with the Events API's answer to the orders."""
     base = tmp_path_factory.mktemp("shop")
-    project = write(
+    project = write_files(
         base / "project",
         {
             # datasources and endpoints in nested folders, as web_vitals/endpoints/ in Tinybird's starter kit
@@ -638,7 +630,7 @@ def test_connectors_and_sinks_are_named_as_not_served_and_the_rest_is(shop):
 
 def test_an_array_jsonpath_needs_an_array_column(tmp_path):
     broken = ORDERS.replace("`skus` Array(String) `json:$.lines[:].sku`", "`skus` String `json:$.lines[:].sku`")
-    write(tmp_path, {"datasources/orders.datasource": broken})
+    write_files(tmp_path, {"datasources/orders.datasource": broken})
     with pytest.raises(ProjectError, match=r"column skus: jsonpath \$\.lines\[:\]\.sku reads an array"):
         load_project(tmp_path)
 
@@ -656,14 +648,18 @@ def test_datasources_with_rows_evolve_through_forward_query_and_a_changed_ttl(se
     ]
     assert shop.send("visits", visits).json()["successful_rows"] == 2
     # a FORWARD_QUERY that cannot run refuses the build, naming the datasource, and the live rows stay as they are
-    write(project, {"datasources/ledger.datasource": LEDGER_EVOLVED.replace("toString(amount)", "toString(price)")})
+    write_files(
+        project, {"datasources/ledger.datasource": LEDGER_EVOLVED.replace("toString(amount)", "toString(price)")}
+    )
     refused = shop.http.post(shop.url("/v0/build"), headers=shop.auth())
     assert refused.status_code == 400 and "datasource ledger" in refused.json()["error"], refused.text
     assert shop.sql("SELECT entry_id, amount FROM ledger ORDER BY entry_id") == [
         {"entry_id": "e1", "amount": 10},
         {"entry_id": "e2", "amount": 25},
     ]
-    write(project, {"datasources/ledger.datasource": LEDGER_EVOLVED, "datasources/visits.datasource": VISITS_EVOLVED})
+    write_files(
+        project, {"datasources/ledger.datasource": LEDGER_EVOLVED, "datasources/visits.datasource": VISITS_EVOLVED}
+    )
     built = shop.http.post(shop.url("/v0/build"), headers=shop.auth())
     assert built.status_code == 200, built.text
     assert {"datasource ledger: forward", "datasource visits: extend"} <= set(built.json()["changes"])

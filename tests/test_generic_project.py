@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, write_files
 
 pytestmark = pytest.mark.embedded
 
@@ -85,10 +84,7 @@ def write_sensors(folder: Path) -> Path:
             [reading("d1", 1.0, "2025-01-01 10:00:00.250"), reading("d1", 3.0, "2025-01-01 10:30:00")]
         ),
     }
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(textwrap.dedent(text))
-    return folder
+    return write_files(folder, files)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import jwt
 import pytest
 import requests
-from conftest import ServerProcess, Target, token_values
+from conftest import ServerProcess, Target, token_values, write_files
 
 from usage_analytics.bench.cache import measure
 from usage_analytics.local.project import Column, Datasource
@@ -152,9 +152,7 @@ SEED = [{"id": 1, "tenant": "a", "n": 1}, {"id": 2, "tenant": "a", "n": 2}, {"id
 
 
 def write_project(folder: Path, files: dict[str, str] = FILES) -> Path:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(textwrap.dedent(text))
+    write_files(folder, files)
     (folder / "fixtures").mkdir(exist_ok=True)
     (folder / "fixtures" / "hits.ndjson").write_text(ndjson(SEED).decode())
     return folder
