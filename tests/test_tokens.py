@@ -90,11 +90,16 @@ def test_a_jwt_with_fixed_params_only_ever_sees_its_slice(served):
         assert target.pipe("feature_usage", params, token=token).json()["data"] == expected
 
 
-def test_jwts_that_must_be_refused(served):
-    _, target = served
+def reader_claims(target) -> dict:
+    """The claims of a JWT that may read feature_usage for a minute, in `target`'s workspace."""
     workspace = requests.get(target.url("/v0/workspace"), headers=target.auth(), timeout=5).json()["id"]
     scope = [{"type": "PIPES:READ", "resource": "feature_usage"}]
-    good = {"workspace_id": workspace, "name": "t", "exp": int(time.time()) + 60, "scopes": scope}
+    return {"workspace_id": workspace, "name": "t", "exp": int(time.time()) + 60, "scopes": scope}
+
+
+def test_jwts_that_must_be_refused(served):
+    _, target = served
+    good = reader_claims(target)
     cases = {
         "expired": jwt.encode({**good, "exp": int(time.time()) - 5}, target.token, algorithm="HS256"),
         "badly signed": jwt.encode(good, "not-the-admin-token-but-long-enough-for-hs256", algorithm="HS256"),
@@ -169,9 +174,7 @@ def test_a_jwt_signed_with_either_workspace_admin_token_is_accepted_and_not_with
     `workspace_admin_token`, and `usage-analytics token jwt` without TB_TOKEN signs with the second."""
     _, target = served
     local = requests.get(target.url("/tokens"), timeout=5).json()
-    workspace = requests.get(target.url("/v0/workspace"), headers=target.auth(), timeout=5).json()["id"]
-    claims = {"workspace_id": workspace, "name": "t", "exp": int(time.time()) + 60}
-    claims["scopes"] = [{"type": "PIPES:READ", "resource": "feature_usage"}]
+    claims = reader_claims(target)
     for name in ("admin_token", "workspace_admin_token"):
         signed = jwt.encode(claims, local[name], algorithm="HS256")
         assert target.pipe("feature_usage", token=signed).status_code == 200, name
