@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import tbfork
 
 from usage_analytics.local.launcher import ServerProcess as Launcher
 from usage_analytics.local.launcher import free_port  # noqa: F401 - tests import it from here
@@ -26,7 +27,6 @@ TESTS_DIR = Path(__file__).parent
 ROOT = TESTS_DIR.parent
 sys.path.insert(0, str(TESTS_DIR))
 CLI = str(Path(sys.executable).parent / "usage-analytics")
-TB = str(Path(sys.executable).parent / "tb")  # Tinybird's own CLI, as pinned
 # The suite starts a few hundred Python processes (servers, our CLI, `tb`): let them keep their bytecode (in the
 # ignored __pycache__ folders) instead of compiling our package and parts of tinybird's again in every one, which a
 # machine's PYTHONDONTWRITEBYTECODE=1 would make them do (about 10% of the suite's CPU).
@@ -218,7 +218,8 @@ def slice_project(path: Path) -> Path:
 def run_tb(target: Target, cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Tinybird's CLI as a user runs it from a project against Tinybird Local: TB_LOCAL_PORT names the server; a
     HOME of its own (no login), no version check, telemetry nowhere, and no other variable (TB_HOST/TB_TOKEN would
-    point it elsewhere, a CI's branch name would rename the workspace it looks for)."""
+    point it elsewhere, a CI's branch name would rename the workspace it looks for). Each call is a process of its
+    own, forked from one that imported the CLI once (tests/tbfork.py)."""
     home = cwd.parent / "home"
     home.mkdir(exist_ok=True)
     env = {
@@ -230,8 +231,7 @@ def run_tb(target: Target, cwd: Path, *args: str, timeout: float = 600) -> subpr
         "TB_CLI_TELEMETRY_OPTOUT": "1",
         "TB_CLI_TELEMETRY_HOST": "http://127.0.0.1:9",
     }
-    command = [TB, "--no-version-warning", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return tbfork.run(["--no-version-warning", *args], cwd, env, timeout)
 
 
 def copy_project(folder: Path, name: str | None = None, yaml_cases: bool = True) -> Path:

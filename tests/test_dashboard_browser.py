@@ -525,7 +525,7 @@ def test_the_demo_pages_clicks_and_an_ingest_show_on_the_feature_usage_panel_at_
     demo = browser.driver.current_window_handle
     # the dashboard in a window of its own, on its default range (which now ends today, at the demo's event)
     browser.driver.switch_to.new_window("window")
-    browser.driver.get(dashboard_url(target.base_url, token=tokens["analyst"], tab="product", refresh=5))
+    browser.driver.get(dashboard_url(target.base_url, token=tokens["analyst"], tab="product", refresh=1))
     feature_usage = lambda panels: next(p for p in panels if p["endpoint"] == "feature_usage" and not p["view"])  # noqa: E731
     usage = lambda panel: next(int(r["usage_count"]) for r in panel["rows"] if r["feature"] == "reports")  # noqa: E731
     baseline = usage(feature_usage(settled(browser, "product")))

@@ -4,7 +4,7 @@
 const KEYS = ['host', 'token', 'tab', 'from', 'to', 'tenant', 'feature', 'device', 'granularity', 'refresh'];
 const TABS = ['product', 'api'];
 export const GRANULARITIES = ['minute', 'hour', 'day', 'week', 'month'];
-const REFRESH_SECONDS = ['0', '5', '10', '30'];
+const REFRESH_SECONDS = ['0', '1', '5', '10', '30'];
 
 const DEFAULTS = { tab: 'product', granularity: 'day', refresh: '0', tenant: '', feature: '', device: '' };
 
