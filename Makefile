@@ -61,10 +61,11 @@ chromium:
 		command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
-# one pytest worker per core; a module's tests stay on one worker, so they share its servers. The long harnesses
-# (pytest -m slow) are left out: `make test-slow` runs them, one at a time (they measure memory and kill servers)
+# one pytest worker per core; a module's tests stay on one worker, so they share its servers, and the longest modules
+# go first (tests/conftest.py LONGEST_FIRST). The long harnesses (pytest -m slow) are left out: `make test-slow` runs
+# them, one at a time (they measure memory and kill servers)
 test: lint postgresql chromium $(CHART_JS)
-	$(BIN)/pytest -q -n auto --dist loadfile --durations=15
+	$(BIN)/pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15
 
 test-slow: $(INSTALLED) postgresql
 	$(BIN)/pytest -q -m slow

@@ -133,7 +133,27 @@ def remote() -> tuple[str, str] | None:
 DEVIATION_KINDS = ("stricter", "looser", "different")
 
 
+# The modules that take longest, started first (`make test` runs pytest-xdist with --no-loadscope-reorder, which keeps
+# this order instead of putting the modules with the most tests first), so both workers end together instead of one
+# starting a long module while the other has nothing left to do.
+LONGEST_FIRST = (
+    "test_tb_local.py",
+    "test_tb_deploy.py",
+    "test_dashboard_browser.py",
+    "test_readme.py",
+    "test_tb_cli.py",
+    "test_durability.py",
+    "test_hostile_input.py",
+    "test_embedded_server.py",
+    "test_conditions_and_swaps.py",
+    "test_datasources_api.py",
+    "test_schemathesis.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's own order is kept
     for item in items:
         for marker in item.iter_markers("deviation"):
             kind, reason = marker.args

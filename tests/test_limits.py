@@ -72,6 +72,7 @@ def deflate_of_newlines(size: int) -> bytes:
     return b"".join(deflater.compress(b"\n" * MiB) for _ in range(size // MiB)) + deflater.flush()
 
 
+@pytest.mark.slow  # a memory harness: 130 MB of requests, RSS read before and after (`make test-slow`)
 def test_many_distinct_large_parameters_do_not_pin_memory(server):
     process, target = server
     tokens = target.http.get(target.url("/v0/tokens"), headers=target.auth()).json()["tokens"]

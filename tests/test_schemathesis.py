@@ -3,7 +3,7 @@
 schemathesis reads /v0/pipes/openapi.json and generates calls from it: valid parameter sets (every
 type, enum, pattern and default the document declares) and invalid ones. Every answer must be a
 documented status with a body that matches the documented schema, never a 5xx, and invalid input must be
-refused with a 4xx. `make test` runs 10 derandomized examples per endpoint, so CI is repeatable; `make test-slow`
+refused with a 4xx. `make test` runs 4 derandomized examples per endpoint, so CI is repeatable; `make test-slow`
 (`-m slow`) runs a random search of 400.
 """
 
@@ -39,7 +39,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_endpoint_survives_generated_calls(case):
     case.call_and_validate(**CHECKS)
 

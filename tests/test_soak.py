@@ -1,8 +1,8 @@
 """Load: 8 writers (good and dirty rows) and 16 readers (valid and invalid parameters) at once.
 
 Bounded in time and requests, loopback only. Zero 5xx; every good row counted; every bad row
-quarantined; the server's memory stays flat after warm-up. The short variant runs in `make test`;
-`pytest -m slow -s tests/test_soak.py` runs the 60-second one and prints its figures.
+quarantined; the server's memory stays flat after warm-up. Both variants are harnesses (`-m slow`):
+`pytest -m slow -s tests/test_soak.py` runs the short and the 60-second one and prints their figures.
 """
 
 from __future__ import annotations
@@ -138,8 +138,10 @@ def soak(tmp_path, seconds: float, warm_up: float = 3) -> dict:
     return figures
 
 
+@pytest.mark.slow
 def test_short_soak(tmp_path):
-    """Every property of the long soaks but the memory's levelling off, in a few seconds."""
+    """Every property of the long soaks but the memory's levelling off, in a few seconds (a harness: `make test`'s
+    120 s leave it to `make test-slow`, with the long one)."""
     soak(tmp_path, seconds=4, warm_up=1)
 
 

@@ -154,9 +154,10 @@ def test_test_run_fails_on_a_wrong_expected_result(server, tmp_path):
     cases = yaml.safe_load(cases_file.read_text())
     cases[0]["expected_result"] += '{"feature":"nobody","usage_count":1,"unique_users":1}\n'
     cases_file.write_text(yaml.safe_dump(cases, sort_keys=False))
-    done = tb(target, project, "test", "run")
+    done = tb(target, project, "test", "run", "feature_usage")  # that file's cases alone
     assert done.returncode != 0, done.stdout
     assert f"✗ {cases[0]['name']} failed" in done.stdout
+    assert re.findall(r"^\* (\S+\.yaml)$", done.stdout, re.MULTILINE) == ["feature_usage.yaml"]
 
 
 def test_a_workspace_built_by_tb_build_is_rebuilt_from_its_datafiles_after_a_restart(server, tmp_path):
