@@ -114,7 +114,7 @@ def test_readme_tinybird_local_section_runs_as_written(tmp_path):
     """`usage-analytics local`, then every `tb` line of the section, unchanged, from a copy of the project."""
     import shlex
 
-    from conftest import ServerProcess, copy_project, run_tb
+    from conftest import ServerProcess, Target, copy_project, run_tb
 
     lines = [line.split("  #")[0].strip() for line in readme_block("tb-local-example").splitlines() if line.strip()]
     serve, commands = lines[0], lines[1:]
@@ -130,10 +130,16 @@ def test_readme_tinybird_local_section_runs_as_written(tmp_path):
             done = run_tb(target, project, *args[1:])
             assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
             outputs[" ".join(args[1:3])] = done.stdout
+        listed = target.http.get(target.url("/v1/user/workspaces"), headers=target.auth()).json()["workspaces"]
+        (tested_in,) = [ws for ws in listed if ws["name"].startswith("Tinybird_Local_Test_")]
+        tested_rows = Target(target.base_url, tested_in["token"]).sql("SELECT count() AS n FROM events")
     finally:
         server.stop()
     cases = sum(case.read_text().count("- name:") for case in (ROOT / "tests").glob("*.yaml"))
     files = len(list((ROOT / "tests").glob("*.yaml")))
-    assert f"{files}/{files} passed" in outputs["--local test"], outputs["--local test"]
-    assert "skipped" not in outputs["--local test"] and cases > 70
+    tested = outputs["--local test"]
+    assert f"{files}/{files} passed" in tested and "skipped" not in tested and cases > 70, tested
+    assert len(re.findall(r"^✓ (?!\d+/\d+ passed$).+ passed$", tested, re.MULTILINE)) == cases, tested  # each case
+    # the workspace the cases ran in got its rows from the fixtures the CLI appended, once each
+    assert tested_rows == [{"n": len((ROOT / "fixtures/events.ndjson").read_text().splitlines())}]
     assert "5000" in outputs["--local sql"] and "usage-analytics" in outputs["local version"]
