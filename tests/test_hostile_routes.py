@@ -367,6 +367,22 @@ def test_jwt_claims_of_the_wrong_type_are_an_invalid_token(target, claims):
     assert answer.status_code == 403 and answer.json()["error"].startswith("Invalid token: "), answer.text
 
 
+@pytest.mark.parametrize("where", ["url", "header"])
+def test_a_request_head_past_two_megabytes_is_a_431_with_json_and_the_server_serves_on(target, where):
+    """The HTTP parser keeps a URL or header of any length: the server counts the head's bytes and refuses it."""
+    filler = "x" * (3 * 1024 * 1024)
+    path, header = ("/v0/pipes/feature_usage.json?feature=" + filler, "") if where == "url" else ("/v0/health", filler)
+    host, port = target.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nX-Filler: {header}\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ") and json.loads(body)["error"].startswith("Request head too large")
+    assert requests.get(target.url("/v0/health"), timeout=10).status_code == 200
+
+
 def test_a_megabyte_authorization_header_is_a_431_with_json(target):
     answer = requests.get(
         target.url("/v0/pipes/feature_usage.json"), headers={"Authorization": "Bearer " + "x" * 1024 * 1024}, timeout=30

@@ -176,16 +176,23 @@ class PipeRenderer:
         """
         if test_mode or self._cache is None:
             return self._render(values, node_name, test_mode)
-        # the key holds the pipe's own parameters only: a value it does not declare cannot change its SQL, and
-        # a caller sending many of them must not fill the cache
-        params = tuple(sorted((k, v) for k, v in values.items() if k in self.parameters))
-        key = (self._serial, node_name, params)
+        key = self._key(values, node_name)
+        params = key[2]
         sql = self._cache.get(key)
         if sql is None:
             sql = self._render(values, node_name, test_mode)
             if not self._reads_pipes:  # only what rendered without error: a bad request is checked every time
                 self._cache.put(key, sql, text_bytes(*(text for pair in params for text in pair)))
         return sql
+
+    def rendered(self, values: dict[str, str]) -> str | None:
+        """The output node's SQL for `values` if `render` has it kept (no template runs), else None."""
+        return None if self._cache is None else self._cache.get(self._key(values, None))
+
+    def _key(self, values: dict[str, str], node_name: str | None) -> tuple:
+        # the pipe's own parameters only: a value it does not declare cannot change its SQL, and a caller sending
+        # many of them must not fill the cache
+        return (self._serial, node_name, tuple(sorted((k, v) for k, v in values.items() if k in self.parameters)))
 
     def _render(self, values: dict[str, str], node_name: str | None, test_mode: bool) -> str:
         if not test_mode:

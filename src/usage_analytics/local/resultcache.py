@@ -162,15 +162,22 @@ class ReadCache:
         self._datasources = datasources  # as the workspace now serves them
         self._fed_by = fed_by  # a datasource's name -> the targets of the materializations it feeds
 
-    def read(self, sql: str, fmt: str, run: Callable[[str, str], bytes]) -> tuple[bytes, str]:
-        """The answer of `sql` in `fmt`, kept or from `run`, and whether it was a hit, a miss or a bypass."""
+    def kept(self, sql: str, fmt: str) -> bytes | None:
+        """The kept answer of `sql` in `fmt` if it is still current (a hit), else None. Never blocks on a query."""
         started = time.perf_counter()
         key = (self._scope, fmt, sql)
         entry = self.cache.get(key)
         if entry is not None:
             if self.versions.current(entry.datasources) == entry.versions:
-                return _with_elapsed(entry.body, fmt, time.perf_counter() - started), HIT
+                return _with_elapsed(entry.body, fmt, time.perf_counter() - started)
             self.cache.discard(key, entry)
+        return None
+
+    def read(self, sql: str, fmt: str, run: Callable[[str, str], bytes]) -> tuple[bytes, str]:
+        """The answer of `sql` in `fmt`, kept or from `run`, and whether it was a hit, a miss or a bypass."""
+        body = self.kept(sql, fmt)
+        if body is not None:
+            return body, HIT
         datasources = self.sources(sql)
         if datasources is None:
             return run(sql, fmt), BYPASS
@@ -180,7 +187,7 @@ class ReadCache:
         if not self.cache.fits(size):
             return body, BYPASS
         if self.versions.current(datasources) == versions:  # else a write came meanwhile: keep nothing stale
-            self.cache.put(key, Entry(body, datasources, versions, size))
+            self.cache.put((self._scope, fmt, sql), Entry(body, datasources, versions, size))
         return body, MISS
 
     def sources(self, sql: str) -> tuple[str, ...] | None:

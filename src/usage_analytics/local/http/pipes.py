@@ -35,15 +35,25 @@ async def data(request: Request) -> Response:
         values.update(await _posted_parameters(request))
     values.update(caller.fixed_params.get(name, {}))  # a JWT's fixed_params win over the caller's
     fmt, media = _OUTPUT_FORMATS[ext]
+    started = time.perf_counter()
+    sql = renderer.rendered(values)
+    rendered = time.perf_counter()
+    body = ws.reads.kept(sql, fmt) if sql is not None else None
+    if body is not None:  # asked before and still current: answered here, with no worker thread and no template
+        return _answer(body, media, rendered - started, time.perf_counter() - rendered, "hit")
 
-    def run() -> tuple[bytes, str, float, float]:
+    def run() -> tuple[bytes, float, float, str]:
         started = time.perf_counter()
         sql = renderer.render(values)
         rendered = time.perf_counter()
         body, cache = ws.cached_read(sql, fmt)
-        return body, cache, rendered - started, time.perf_counter() - rendered
+        return body, rendered - started, time.perf_counter() - rendered, cache
 
-    body, cache, render_s, engine_s = await run_in_threadpool(run)
+    body, render_s, engine_s, cache = await run_in_threadpool(run)
+    return _answer(body, media, render_s, engine_s, cache)
+
+
+def _answer(body: bytes, media: str, render_s: float, engine_s: float, cache: str) -> Response:
     # what the server spent rendering and inside chDB (or its result cache), so a client can tell the server's own
     # cost from the query's, and whether the answer was kept from an earlier identical read (a hit)
     timing = f'render;dur={render_s * 1000:.3f}, engine;dur={engine_s * 1000:.3f}, cache;desc="{cache}"'
