@@ -1,23 +1,29 @@
 """Repeated dashboard reads (issue 18): clients asking the same requests again, timed apart by how the result cache
 answered them (`Server-Timing: cache;desc="hit"`, `"miss"` or `"bypass"`).
 
-`measure(base_url, token, calls)` runs `clients` threads, each asking every call once per round in its own order; all
-start a round together. Before every `invalidate_every`-th round the cache is made stale (by default with
-`POST /v0/build`, a build that changes nothing but bumps the workspace's epoch, so no row changes), so those rounds'
-first answers are misses and the others hits. `python -m usage_analytics.bench.cache --host URL --token T` runs it on
-the endpoints' declared example values and prints the result as JSON.
+`measure(base_url, token, calls)` runs `clients` client processes, each asking every call once per round in its own
+order over one keep-alive connection; all start a round together. Before every `invalidate_every`-th round the cache
+is made stale (by default with `POST /v0/build`, a build that changes nothing but bumps the workspace's epoch, so no
+row changes), so those rounds' first answers are misses and the others hits.
+`python -m usage_analytics.bench.cache --host URL --token T` runs it on the endpoints' declared example values and
+prints the result as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import multiprocessing
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -54,6 +60,44 @@ def rebuild(base_url: str, token: str) -> Callable[[], None]:
     return run
 
 
+def _client(
+    base_url: str,
+    token: str,
+    calls: Sequence[tuple[str, dict[str, str]]],
+    rounds: int,
+    invalidate_every: int,
+    seed: int,
+    start: Barrier,
+    end: Barrier,
+    results: Queue,
+) -> None:
+    """One client process: a keep-alive connection, every call once per round in its own order."""
+    split = urlsplit(base_url)
+    connection = http.client.HTTPConnection(split.hostname, split.port, timeout=600)
+    headers, order, times = {"Authorization": f"Bearer {token}"}, random.Random(seed), []
+    try:
+        for n in range(rounds):
+            start.wait()
+            mine = list(calls)
+            order.shuffle(mine)
+            for name, params in mine:
+                began = time.perf_counter()
+                connection.request("GET", f"/v0/pipes/{name}.json?{urlencode(params)}", headers=headers)
+                answer = connection.getresponse()
+                answer.read()
+                ms = (time.perf_counter() - began) * 1000
+                if answer.status != 200:
+                    raise RuntimeError(f"{name} {params}: HTTP {answer.status}")
+                found = _CACHE.search(answer.getheader("Server-Timing") or "")
+                times.append((name, found.group(1) if found else "none", ms, n % invalidate_every == 0))
+            end.wait()
+        results.put(times)
+    except Exception as exc:  # one client failing must not leave the others waiting at a barrier
+        results.put(f"{type(exc).__name__}: {exc}")
+        start.abort()
+        end.abort()
+
+
 def measure(
     base_url: str,
     token: str,
@@ -65,47 +109,39 @@ def measure(
 ) -> dict:
     """p50 and p95 (ms, as the client waits) of hits, misses and bypasses with `clients` clients repeating `calls`
     (endpoint name, parameters) for `rounds` rounds, the cache made stale before every `invalidate_every`-th round
-    (the first included); `hit_steady` counts only the hits of the other rounds. Also per endpoint."""
+    (the first included); `hit_steady` counts only the hits of the other rounds. Also per endpoint.
+
+    Each client is a process of its own with one keep-alive connection, as each viewer of a dashboard is a browser
+    of its own: threads of one Python process would queue on its interpreter lock and time each other."""
     base_url = base_url.rstrip("/")
     invalidate = invalidate or rebuild(base_url, token)
-    round_number = [0]
-
-    def next_round() -> None:  # run by the last client to arrive, before any starts the round
-        if round_number[0] % invalidate_every == 0:
-            invalidate()
-        round_number[0] += 1
-
-    barrier = threading.Barrier(clients, action=next_round)
-    times: list[tuple[str, str, float, bool]] = []  # (endpoint, cache status, ms, in a round after invalidation)
-    lock, failures = threading.Lock(), []
-
-    def client(seed: int) -> None:
-        http, order = requests.Session(), random.Random(seed)
-        headers = {"Authorization": f"Bearer {token}"}
-        try:
-            for n in range(rounds):
-                barrier.wait()
-                mine = list(calls)
-                order.shuffle(mine)
-                for name, params in mine:
-                    started = time.perf_counter()
-                    answer = http.get(f"{base_url}/v0/pipes/{name}.json", params=params, headers=headers)
-                    ms = (time.perf_counter() - started) * 1000
-                    answer.raise_for_status()
-                    found = _CACHE.search(answer.headers.get("Server-Timing", ""))
-                    with lock:
-                        times.append((name, found.group(1) if found else "none", ms, n % invalidate_every == 0))
-        except Exception as exc:  # one client failing must not leave the others waiting at the barrier
-            failures.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise next((f for f in failures if not isinstance(f, threading.BrokenBarrierError)), failures[0])
+    context = multiprocessing.get_context("spawn")
+    start, end, results = context.Barrier(clients + 1), context.Barrier(clients + 1), context.Queue()
+    processes = [
+        context.Process(
+            target=_client,
+            args=(base_url, token, list(calls), rounds, invalidate_every, i, start, end, results),
+            daemon=True,
+        )
+        for i in range(clients)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for n in range(rounds):  # the coordinator makes the cache stale while no client is asking
+            if n % invalidate_every == 0:
+                invalidate()
+            start.wait()
+            end.wait()
+    except threading.BrokenBarrierError:
+        pass  # a client failed: its error is in the results
+    outcomes = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    failed = [o for o in outcomes if isinstance(o, str)]
+    if failed:
+        raise RuntimeError(f"a cache client failed: {failed[0]}")
+    times = [t for outcome in outcomes for t in outcome]
     statuses = sorted({status for _, status, _, _ in times})
     return {
         "clients": clients,
