@@ -101,6 +101,8 @@ API_ROLLUPS = [  # roll-up, its request count, its latency sum (None: it keeps n
     ("api_logs_daily_tenants_mv", "requests", "response_time_sum", "1"),
     ("api_logs_daily_endpoints_mv", "requests", "response_time_sum", "1"),
     ("api_logs_daily_errors_mv", "errors", None, "status_code >= 400"),
+    ("api_logs_user_days_mv", "requests", None, "1"),
+    ("api_logs_user_endpoint_days_mv", "requests", "response_time_sum", "1"),
 ]
 
 

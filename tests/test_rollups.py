@@ -17,6 +17,22 @@ CASES = [
     if endpoint in RAW_FORMS
     for case, params in items
 ]
+# user_activity ranks users by bounds from its daily roll-up: windows whose edges cut days, one side only, a few
+# days, within one hour, and small limits (where ties at the limit-th user decide who is in)
+_TENANT = cases._top(ROWS["api_logs"], "tenant_id")
+CASES += [
+    ("user_activity", case, params)
+    for case, params in [
+        ("unaligned_window", cases.ODD),
+        ("few_days_top_3", {"limit": "3", **cases.FEW_DAYS}),
+        ("whole_days_top_2", {"start_date": "2025-05-12 00:00:00", "end_date": "2025-05-13 23:59:59", "limit": "2"}),
+        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
+        ("to_an_unaligned_end_top_1", {"end_date": "2025-04-10 13:17:45", "limit": "1"}),
+        ("within_one_hour", cases.ONE_HOUR),
+        ("one_tenant_one_month_top_100", {"tenant_id": _TENANT, "limit": "100", **cases.MONTH}),
+        ("no_data", cases.EMPTY),
+    ]
+]
 
 
 def test_every_rollup_reader_has_a_raw_form():

@@ -75,6 +75,15 @@ def api_usage_by_tenant(p: dict) -> str:
         LIMIT {{limit:Int32}}"""
 
 
+def user_activity(p: dict) -> str:
+    return f"""
+        SELECT tenant_id, user_id, count() AS request_count, uniqExact(endpoint) AS unique_endpoints,
+            countIf(status_code >= 400) AS error_count, round(avg(response_time_ms), 2) AS avg_response_time_ms,
+            min(timestamp) AS first_request, max(timestamp) AS last_request
+        FROM api_logs WHERE {where(p, ("tenant_id",))} GROUP BY tenant_id, user_id
+        ORDER BY request_count DESC, tenant_id, user_id LIMIT {{limit:Int32}}"""
+
+
 def geographic_distribution(p: dict) -> str:
     return f"""
         SELECT region, count() AS request_count, uniqExact(user_id) AS unique_users,
@@ -153,6 +162,7 @@ RAW_FORMS = {
         time_series_metrics,
         endpoint_performance,
         api_usage_by_tenant,
+        user_activity,
         geographic_distribution,
         usage_metering,
         error_analysis,
