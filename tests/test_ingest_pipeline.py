@@ -1,0 +1,65 @@
+"""The Events API's ingest pipeline over HTTP (local/ingest.py): the same body gives the same rows and the same
+quarantine every time it is sent, whether its batch is the first one parsed with the datasource's stage query (whose
+table takes its columns from that query) or a later one (whose table is made from the columns the first gave)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import count, emptied, event
+
+pytestmark = pytest.mark.embedded
+
+GOOD = [event(event_id=f"ok-{n}", user_id=f"u{n % 7}", event_type="click") for n in range(50)]
+BAD = [
+    json.dumps(event(event_id="bad-type", timestamp="not a time")),
+    '{"event_id": "cut", "user_id"',
+    '{"event_id": "twice", "event_id": "again", "user_id": "u", "event_type": "e", "properties": "{}", '
+    '"timestamp": "2025-05-01 10:00:00"}',
+    json.dumps({k: v for k, v in event(event_id="no-user").items() if k != "user_id"}),
+]
+
+
+def body() -> bytes:
+    """Good rows with the bad ones among them, blank lines and lines led by whitespace."""
+    lines = [json.dumps(row) for row in GOOD]
+    for k, bad in enumerate(BAD):
+        lines.insert(5 + 10 * k, bad)
+    lines[20] = "  \t" + lines[20]
+    return ("\n".join(lines[:30]) + "\n\n \n" + "\n".join(lines[30:]) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def sent(target):
+    emptied(target)
+    answers = [
+        target.http.post(
+            target.url("/v0/events"), params={"name": "events", "wait": "true"}, data=body(), headers=target.auth()
+        )
+        for _ in range(3)
+    ]
+    return target, answers
+
+
+def test_every_send_lands_its_good_rows_once_and_quarantines_the_rest(sent):
+    target, answers = sent
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"successful_rows": len(GOOD), "quarantined_rows": len(BAD)}
+    stored = target.sql("SELECT event_id, count() AS n FROM events GROUP BY event_id ORDER BY event_id")
+    assert stored == sorted(({"event_id": row["event_id"], "n": 3} for row in GOOD), key=lambda r: r["event_id"])
+    assert count(target, "events_quarantine") == 3 * len(BAD)
+
+
+def test_each_send_quarantines_the_same_rows_with_the_same_reasons_in_their_order(sent):
+    target, _ = sent
+    imports = target.sql(
+        "SELECT c__import_id, groupArray((event_id, c__error_column, c__error)) AS rows "
+        "FROM events_quarantine GROUP BY c__import_id"
+    )
+    assert len(imports) == 3
+    first = imports[0]["rows"]
+    assert [row[0] for row in first] == ["bad-type", None, "twice", "no-user"]  # the order they were sent in
+    assert all(i["rows"] == first for i in imports)
+    assert ["timestamp"] in [row[1] for row in first] and ["user_id"] in [row[1] for row in first]
