@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import count, emptied, event
+from conftest import ServerProcess, count, event, slice_project
 
 pytestmark = pytest.mark.embedded
 
@@ -31,15 +31,19 @@ def body() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def sent(target):
-    emptied(target)
+def sent(tmp_path_factory):
+    """A server of its own (the `events` datasource, no fixtures): the session's server keeps its rows."""
+    base = tmp_path_factory.mktemp("pipeline")
+    server = ServerProcess(slice_project(base / "project"), base / "data")
+    target = server.start()
     answers = [
         target.http.post(
             target.url("/v0/events"), params={"name": "events", "wait": "true"}, data=body(), headers=target.auth()
         )
         for _ in range(3)
     ]
-    return target, answers
+    yield target, answers
+    server.stop()
 
 
 def test_every_send_lands_its_good_rows_once_and_quarantines_the_rest(sent):
