@@ -108,7 +108,7 @@ def kill_restart_cycles(tmp_path, cycles: int) -> dict:
 
 
 def test_acknowledged_rows_survive_kill_9(tmp_path):
-    kill_restart_cycles(tmp_path, cycles=3)
+    kill_restart_cycles(tmp_path, cycles=2)
 
 
 @pytest.mark.slow

@@ -143,6 +143,7 @@ def serve(
             log_level="warning",
             access_log=False,
             http=_BoundedHeadProtocol,
+            ws="none",  # no WebSocket route: its protocol libraries (a fifth of a second to import) stay unloaded
         )
         with CopyScheduler(registry):  # scheduled copy pipes run while the server does, and stop with it
             _AnnouncingServer(config, announce).run()
