@@ -380,7 +380,9 @@ def _peers(results: dict, project_dir: Path, answers: dict, data: Path, profile:
                 ask = partial(peer.query, name)
                 theirs = [ask(p) for p in param_sets]
                 agree = all(rows_agree(ours, t) for ours, t in zip(answers[name], theirs, strict=True))
-                spreads = [s for o, t in zip(answers[name], theirs, strict=True) if (s := percentile_spread(o, t))]
+                spreads = [
+                    s for o, t in zip(answers[name], theirs, strict=True) if (s := percentile_spread(o, t)) is not None
+                ]
                 times = time_each(ask, param_sets, profile["peer_rounds"])
                 ours = results["endpoints"][name]
                 results["peers"].setdefault(name, {})[peer.name] = {
