@@ -12,24 +12,19 @@ prints the result as JSON.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import multiprocessing
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from .measure import percentile
-
-_CACHE = re.compile(r'cache;desc="(\w+)"')
+from .measure import PipeConnection, percentile
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -72,9 +67,7 @@ def _client(
     results: Queue,
 ) -> None:
     """One client process: a keep-alive connection, every call once per round in its own order."""
-    split = urlsplit(base_url)
-    connection = http.client.HTTPConnection(split.hostname, split.port, timeout=600)
-    headers, order, times = {"Authorization": f"Bearer {token}"}, random.Random(seed), []
+    connection, order, times = PipeConnection(base_url, token), random.Random(seed), []
     try:
         for n in range(rounds):
             start.wait()
@@ -82,14 +75,8 @@ def _client(
             order.shuffle(mine)
             for name, params in mine:
                 began = time.perf_counter()
-                connection.request("GET", f"/v0/pipes/{name}.json?{urlencode(params)}", headers=headers)
-                answer = connection.getresponse()
-                answer.read()
-                ms = (time.perf_counter() - began) * 1000
-                if answer.status != 200:
-                    raise RuntimeError(f"{name} {params}: HTTP {answer.status}")
-                found = _CACHE.search(answer.getheader("Server-Timing") or "")
-                times.append((name, found.group(1) if found else "none", ms, n % invalidate_every == 0))
+                cache = connection.get(name, params).get("cache", "none")
+                times.append((name, cache, (time.perf_counter() - began) * 1000, n % invalidate_every == 0))
             end.wait()
         results.put(times)
     except Exception as exc:  # one client failing must not leave the others waiting at a barrier

@@ -69,25 +69,21 @@ def server_timing(header: str) -> dict[str, str]:
     return out
 
 
-class EndpointCaller:
-    """Calls one endpoint over its own connection, and keeps each answer's Server-Timing: the `engine` time
-    (the client's time minus it is what the server itself cost on that call) and the result cache's verdict."""
+class PipeConnection:
+    """One keep-alive connection to a server's endpoints (a bare `http.client` one: python-requests spends about 2 ms
+    of the client's own CPU per call, which would be counted as the server's)."""
 
-    def __init__(self, server: Connection, name: str):
-        self.address = urlsplit(server.base_url)
-        self.path = f"/v0/pipes/{name}.json"
+    def __init__(self, base_url: str, token: str, timeout: float = 600):
+        self.address, self.timeout = urlsplit(base_url), timeout
+        self.headers = {"Authorization": f"Bearer {token}"}
         self.connection = self._connect()
-        self.headers = {"Authorization": f"Bearer {server.token}"}
-        self.engine_ms: list[float] = []
-        self.cache: list[str] = []
 
     def _connect(self) -> http.client.HTTPConnection:
-        # a bare keep-alive connection: python-requests spends about 2 ms of the client's own CPU per call, which
-        # would be counted as the server's
-        return http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=300)
+        return http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=self.timeout)
 
-    def __call__(self, params: dict) -> None:
-        url = f"{self.path}?{urlencode(params)}"
+    def get(self, name: str, params: dict) -> dict[str, str]:
+        """GET `/v0/pipes/<name>.json` with `params`; its Server-Timing (`server_timing`). An error answer raises."""
+        url = f"/v0/pipes/{name}.json?{urlencode(params)}"
         try:
             self.connection.request("GET", url, headers=self.headers)
             response = self.connection.getresponse()
@@ -99,7 +95,21 @@ class EndpointCaller:
         body = response.read()
         if response.status != 200:
             raise RuntimeError(f"{url}: HTTP {response.status}: {body[:300]!r}")
-        timing = server_timing(response.getheader("Server-Timing") or "")
+        return server_timing(response.getheader("Server-Timing") or "")
+
+
+class EndpointCaller:
+    """Calls one endpoint over its own connection, and keeps each answer's Server-Timing: the `engine` time
+    (the client's time minus it is what the server itself cost on that call) and the result cache's verdict."""
+
+    def __init__(self, server: Connection, name: str):
+        self.name = name
+        self.connection = PipeConnection(server.base_url, server.token, timeout=300)
+        self.engine_ms: list[float] = []
+        self.cache: list[str] = []
+
+    def __call__(self, params: dict) -> None:
+        timing = self.connection.get(self.name, params)
         self.engine_ms.append(float(timing.get("engine", "nan")))
         self.cache.append(timing.get("cache", "none"))
 
