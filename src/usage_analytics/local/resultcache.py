@@ -165,7 +165,7 @@ class ReadCache:
     def kept(self, sql: str, fmt: str) -> bytes | None:
         """The kept answer of `sql` in `fmt` if it is still current (a hit), else None. Never blocks on a query."""
         started = time.perf_counter()
-        key = (self._scope, fmt, sql)
+        key = self._key(sql, fmt)
         entry = self.cache.get(key)
         if entry is not None:
             if self.versions.current(entry.datasources) == entry.versions:
@@ -187,8 +187,11 @@ class ReadCache:
         if not self.cache.fits(size):
             return body, BYPASS
         if self.versions.current(datasources) == versions:  # else a write came meanwhile: keep nothing stale
-            self.cache.put((self._scope, fmt, sql), Entry(body, datasources, versions, size))
+            self.cache.put(self._key(sql, fmt), Entry(body, datasources, versions, size))
         return body, MISS
+
+    def _key(self, sql: str, fmt: str) -> tuple:
+        return (self._scope, fmt, sql)
 
     def sources(self, sql: str) -> tuple[str, ...] | None:
         """The datasources whose rows decide `sql`'s answer, or None when more than they do (see the module)."""

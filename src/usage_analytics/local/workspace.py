@@ -393,6 +393,10 @@ class Workspace:
         """`run_read_query` through the result cache (resultcache.py): the answer, and hit, miss or bypass."""
         return self.reads.read(sql, fmt, self.run_read_query)
 
+    def kept_read(self, sql: str, fmt: str) -> bytes | None:
+        """The result cache's current answer of `sql`, if it keeps one (a hit), without running any query."""
+        return self.reads.kept(sql, fmt)
+
     def run_read_query(self, sql: str, fmt: str) -> bytes:
         try:
             with self.snapshot.read():

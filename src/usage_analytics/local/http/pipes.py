@@ -38,7 +38,7 @@ async def data(request: Request) -> Response:
     started = time.perf_counter()
     sql = renderer.rendered(values)
     rendered = time.perf_counter()
-    body = ws.reads.kept(sql, fmt) if sql is not None else None
+    body = ws.kept_read(sql, fmt) if sql is not None else None
     if body is not None:  # asked before and still current: answered here, with no worker thread and no template
         return _answer(body, media, rendered - started, time.perf_counter() - rendered, "hit")
 
