@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # The fork server: one JSON request per line on stdin, answered on the descriptor it was started with as stdout
@@ -78,7 +79,7 @@ class Forks:
 
     def _answer(self, deadline: float | None) -> dict:
         while b"\n" not in self.buffer:
-            wait = None if deadline is None else max(0.0, deadline - _now())
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self.proc.stdout], [], [], wait)
             if not ready:
                 raise TimeoutError
@@ -97,7 +98,7 @@ class Forks:
             self.proc.stdin.flush()
             pid = self._answer(None)["pid"]
             try:
-                code = self._answer(_now() + timeout)["code"]
+                code = self._answer(time.monotonic() + timeout)["code"]
             except TimeoutError:
                 os.kill(pid, signal.SIGKILL)
                 self._answer(None)
@@ -108,12 +109,6 @@ class Forks:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
 
 
 _FORKS: dict[tuple[str | None, str | None], Forks] = {}
