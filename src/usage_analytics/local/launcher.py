@@ -89,8 +89,8 @@ class ServerProcess:
                 if requests.get(f"{self.base_url}/v0/health", timeout=1).status_code == 200:
                     self.seconds_to_healthy = time.monotonic() - started
                     return self.client(self.base_url, self.admin_token())
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or too busy starting (a loaded machine) to answer within the second
             time.sleep(poll)
         self.stop()
         raise RuntimeError(f"server not healthy after {timeout}s:\n{self.output()[-4000:]}")
