@@ -5,14 +5,15 @@ Nothing here knows about usage-analytics: any folder of `.datasource` and `.pipe
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
 from pathlib import Path
 
 import click
 from croniter import croniter
-from tinybird.datafile.parse_datasource import parse_datasource
-from tinybird.datafile.parse_pipe import parse_pipe
 
 _CONNECTOR_SETTINGS = ("kafka_", "import_", "s3_", "gcs_")  # a datasource fed by a connector, which is not served
 SKIPPED_DIRS = {".venv", ".git", "node_modules", ".tinybird-local", "__pycache__"}
@@ -136,7 +137,12 @@ def _datafiles(root: Path, suffix: str) -> list[Path]:
     return sorted(found)
 
 
-def _parse(parser, path: Path):
+def _parse(kind: str, path: Path):
+    # imported on a cache miss only: Tinybird's datafile parser is a tenth of a second of each start to import
+    from tinybird.datafile.parse_datasource import parse_datasource
+    from tinybird.datafile.parse_pipe import parse_pipe
+
+    parser = parse_pipe if kind == "pipe" else parse_datasource
     try:
         return parser(str(path)).datafile
     except click.ClickException as exc:  # the parser reports through click
@@ -164,7 +170,7 @@ def _default_expr(raw: str | None) -> str | None:
 
 
 def load_datasource(path: Path) -> Datasource:
-    datafile = _parse(parse_datasource, path)
+    datafile = _parse("datasource", path)
     node = datafile.nodes[0]
     engine = node.get("engine") or {"type": "MergeTree", "args": []}
     columns = tuple(
@@ -204,7 +210,7 @@ def load_datasource(path: Path) -> Datasource:
 
 
 def load_pipe(path: Path) -> Pipe:
-    datafile = _parse(parse_pipe, path)
+    datafile = _parse("pipe", path)
     nodes = tuple(
         Node(
             name=n["name"],
@@ -246,13 +252,64 @@ def copy_problem(node: Node) -> str | None:
     return None
 
 
-def _load_each(paths: list[Path], loader, problems: list[tuple[Path | None, str]]) -> list:
+# What a datafile loads as depends only on its bytes and name (its path is only recorded), Tinybird's parser and this
+# module: the key holds all four. The parser takes 20 ms a pipe, most of a start's reading of the project. The cache
+# is JSON (no pickle), in the user's cache folder; anything wrong with it (missing, corrupt, unwritable) means a parse.
+_LOADER_KEY = hashlib.sha256(Path(__file__).read_bytes() + version("tinybird").encode()).hexdigest()
+
+
+def cache_dir() -> Path:
+    """$USAGE_ANALYTICS_CACHE, else $XDG_CACHE_HOME/usage-analytics, else ~/.cache/usage-analytics."""
+    if os.environ.get("USAGE_ANALYTICS_CACHE"):
+        return Path(os.environ["USAGE_ANALYTICS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "usage-analytics"
+
+
+def _from_json(kind: str, data: dict) -> Datasource | Pipe:
+    def tuples(values) -> tuple:
+        return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+    if kind == "pipe":
+        nodes = tuple(Node(**n) for n in data.pop("nodes"))
+        return Pipe(nodes=nodes, **{**data, "tokens": tuples(data["tokens"])})
+    columns = tuple(Column(**c) for c in data.pop("columns"))
+    fields = {k: tuples(data[k]) for k in ("engine_params", "tokens", "indexes")}
+    return Datasource(columns=columns, **{**data, **fields})
+
+
+def _cached(kind: str, path: Path, loader) -> Datasource | Pipe:
+    """`loader(path)`, or what it gave for the same bytes before. A file that INCLUDEs another is always parsed:
+    its meaning is not in its own bytes."""
+    content = path.read_bytes()
+    if b"INCLUDE" in content:
+        return loader(path)
+    key = hashlib.sha256(b"\0".join([_LOADER_KEY.encode(), kind.encode(), path.name.encode(), content])).hexdigest()
+    entry = cache_dir() / "datafiles" / f"{key}.json"
+    try:
+        return replace(_from_json(kind, json.loads(entry.read_text())), path=str(path))  # the same file elsewhere
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    loaded = loader(path)
+    text = json.dumps(asdict(loaded))
+    if _from_json(kind, json.loads(text)) != loaded:
+        return loaded  # a value JSON does not give back as it was (none today): not kept
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(text)
+        os.replace(partial, entry)  # whole or not at all, also with several servers starting at once
+    except OSError:
+        pass
+    return loaded
+
+
+def _load_each(paths: list[Path], kind: str, loader, problems: list[tuple[Path | None, str]]) -> list:
     """Every datafile that loads; the problems of those that do not are added to `problems`, so that a build
     reports every broken file at once, as Tinybird does."""
     loaded = []
     for path in paths:
         try:
-            loaded.append(loader(path))
+            loaded.append(_cached(kind, path, loader))
         except ProjectError as exc:
             problems.extend(exc.problems)
     return loaded
@@ -265,11 +322,11 @@ def load_project(root: Path) -> Project:
         raise ProjectError((None, f"project folder {root} does not exist"))
     project = Project(root=root)
     problems: list[tuple[Path | None, str]] = []
-    for ds in _load_each(_datafiles(root, ".datasource"), load_datasource, problems):
+    for ds in _load_each(_datafiles(root, ".datasource"), "datasource", load_datasource, problems):
         if ds.name in project.datasources:
             problems.append((Path(ds.path), f"datasource {ds.name} is defined twice"))
         project.datasources[ds.name] = ds
-    for pipe in _load_each(_datafiles(root, ".pipe"), load_pipe, problems):
+    for pipe in _load_each(_datafiles(root, ".pipe"), "pipe", load_pipe, problems):
         if pipe.name in project.pipes or pipe.name in project.datasources:
             problems.append((Path(pipe.path), f"the name {pipe.name} is already used"))
         project.pipes[pipe.name] = pipe
