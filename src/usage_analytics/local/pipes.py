@@ -34,7 +34,7 @@ _DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 _INTEGER = re.compile(r"^[+-]?\d+$")
 # ClickHouse's tables that hold no data but generate rows, which pipes use for series (`FROM system.numbers`, as
 # Tinybird's own tinynest does): readable in any workspace, unlike the server's other tables
-_GENERATOR_TABLES = {("system", name) for name in ("numbers", "numbers_mt", "one", "zeros", "zeros_mt")}
+GENERATOR_TABLES = {("system", name) for name in ("numbers", "numbers_mt", "one", "zeros", "zeros_mt")}
 
 
 def _valid_datetime(value: str, with_fraction: bool) -> bool:
@@ -236,7 +236,7 @@ class PipeRenderer:
             raise bad_request(f"pipe {self.pipe.name}: invalid SQL: {str(exc).splitlines()[0]}") from None
         for database, name, _ in used:
             key = ("", name)
-            if (database, name) in _GENERATOR_TABLES:
+            if (database, name) in GENERATOR_TABLES:
                 continue
             if database and self._databases and database not in self._databases:
                 # another workspace's tables (or the server's): Tinybird shares a datasource only when told to

@@ -26,7 +26,7 @@ from .build import Builder, BuildReport, State, read_project
 from .engine import DATABASE, Engine, EngineError
 from .errors import NotFound, RequestError, RequestTimeout, ServiceUnavailable, TooManyRequests, bad_request
 from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
-from .pipes import PipeRenderer
+from .pipes import GENERATOR_TABLES, PipeRenderer
 from .project import Datasource, Node, Pipe, Project
 from .rendercache import RenderCache
 from .resultcache import ReadCache, shared_cache
@@ -450,11 +450,12 @@ class Workspace:
         sqlcheck.check_query(sql, lambda database, name: readable(database, name) or (not database and name in nodes))
 
     def _readable(self, database: str, name: str) -> bool:
-        """What `/v0/sql` may read: the workspace's datasources, their quarantines and its pipes; and, since
-        the route is for admin tokens only, ClickHouse's `system` tables (Tinybird offers its own service
-        datasources there instead)."""
+        """What `/v0/sql` may read: the workspace's datasources, their quarantines and its pipes; ClickHouse's
+        generator tables (`system.numbers`, ...); and, for the server's own workspace, whose admin runs the server,
+        every `system` table (Tinybird offers its own service datasources there instead). A workspace created through
+        the API does not read those: they name every workspace's tables and keep their queries (`system.query_log`)."""
         if database == "system":
-            return True
+            return self.database == DATABASE or (database, name) in GENERATOR_TABLES
         if database not in ("", self.database):
             return False
         return name.removesuffix(ddl.QUARANTINE_SUFFIX) in self.project.datasources or (
