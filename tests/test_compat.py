@@ -65,6 +65,18 @@ TYPE ENDPOINT
 """
 
 
+# keys that need quoting in SQL: a backslash (which ClickHouse reads as an escape inside backticks too) and a quote.
+# The plain paths are read from one parse of the row, the array path on its own: both must find the keys.
+ODD_KEYS = r"""SCHEMA >
+    `slash` Nullable(String) `json:$.a\\b`,
+    `quote` Nullable(String) `json:$.it's`,
+    `first` Nullable(String) `json:$.list[0]`
+
+ENGINE "MergeTree"
+ENGINE_SORTING_KEY "tuple()"
+"""
+
+
 def request(domain: str, status: int, **extra) -> str:
     return json.dumps({"ts": "2025-03-01 12:00:00", "domain": domain, "status": status, **extra})
 
@@ -77,6 +89,7 @@ def requests(tmp_path, start_server):
         {
             "datasources/requests.datasource": REQUESTS,
             "datasources/requests_by_status.datasource": BY_STATUS,
+            "datasources/odd_keys.datasource": ODD_KEYS,
             "materializations/by_status.pipe": MATERIALIZATION,
             "endpoints/status_totals.pipe": ENDPOINT,
             "endpoints/upper_domains.pipe": SHADOWING_ALIAS,
@@ -96,6 +109,14 @@ def test_low_cardinality_nullable_takes_missing_and_null_values(requests):
         {"status_code": 200, "region": None},
         {"status_code": 201, "region": None},
         {"status_code": 202, "region": "us"},
+    ]
+
+
+def test_json_keys_that_need_quoting_in_sql_are_read_as_written(requests):
+    row = {"a\\\\b": "slash", "it's": "quote", "list": ["first"]}
+    assert requests.send("odd_keys", [json.dumps(row)]).json() == {"successful_rows": 1, "quarantined_rows": 0}
+    assert requests.sql("SELECT slash, quote, first FROM odd_keys") == [
+        {"slash": "slash", "quote": "quote", "first": "first"}
     ]
 
 

@@ -58,6 +58,11 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _sql_name(value: str) -> str:
+    """A quoted identifier: a key's backslashes stay backslashes (ClickHouse reads `\\` inside backticks as one)."""
+    return "`" + value.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def _pieces(col: Column) -> list[str]:
     """`$.a.b[0]` as `['a', 'b[0]']`; `$.tags[:]`, the whole array, as `['tags']` (`$.items[:].id` keeps its `[:]`:
     see _each)."""
@@ -232,7 +237,7 @@ def _document_type(columns: tuple[Column, ...]) -> str | None:
                 return None
 
     def render(node: dict) -> str:
-        fields = [f"`{k}` {'Nullable(String)' if v is None else render(v)}" for k, v in node.items()]
+        fields = [f"{_sql_name(k)} {'Nullable(String)' if v is None else render(v)}" for k, v in node.items()]
         return f"Tuple({', '.join(fields)})"
 
     return render(tree) if tree else None
