@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from .engine import EngineError
+from .engine import EngineError, quote_name
 from .errors import NotFound, bad_request
 from .rewrite import shadow_table, swap_in
 from .workspace import ImportResult, Workspace, query_error
@@ -42,7 +42,7 @@ def run_copy(ws: Workspace, name: str, values: dict[str, str], mode: str | None 
     select = ws._renderers[name].render(values)  # a bad or missing parameter is a 400 here
     ws._check_read(select, set())  # a copy reads as an endpoint does: only this workspace's datasources and pipes
     columns = _columns(ws, select, {c.name for c in target.columns}, name)
-    names = ", ".join("`" + c.replace("`", "``") + "`" for c in columns)
+    names = ", ".join(quote_name(c) for c in columns)
     limits = replace(ws.settings, max_execution_time=ws.settings.copy_max_execution_time)
     result = ImportResult("copy", target, pipe=pipe, mode=mode)
     built = shadow_table(ws.engine, target.name, ws.database)

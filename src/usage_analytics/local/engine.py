@@ -33,6 +33,12 @@ _TINYBIRD_SEMANTICS = (
 )
 
 
+def quote_name(name: str) -> str:
+    """`name` as a ClickHouse identifier in backticks, whatever it holds: inside backticks ClickHouse reads a
+    backslash as an escape, so backslashes and backticks are both escaped."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 class EngineError(Exception):
     """A query ClickHouse refused; the message is ClickHouse's first line."""
 
@@ -134,7 +140,7 @@ class Engine:
         the table lacks is left out and one the select lacks gets its DEFAULT."""
         present = {row["name"] for row in self.rows(f"DESCRIBE TABLE {table}")}
         names = [row["name"] for row in self.rows(f"DESCRIBE ({select})") if row["name"] in present]
-        columns = ", ".join("`" + name.replace("`", "``") + "`" for name in names)
+        columns = ", ".join(quote_name(name) for name in names)
         self.query(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({select})")
 
     def rows(self, sql: str, params: dict | None = None) -> list[dict]:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import ddl
-from .engine import DATABASE, Engine
+from .engine import DATABASE, Engine, quote_name
 from .errors import bad_request
 from .project import Column, Datasource
 
@@ -56,11 +56,6 @@ class IngestResult:
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _sql_name(value: str) -> str:
-    """A quoted identifier: a key's backslashes stay backslashes (ClickHouse reads `\\` inside backticks as one)."""
-    return "`" + value.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _pieces(col: Column) -> list[str]:
@@ -237,7 +232,7 @@ def _document_type(columns: tuple[Column, ...]) -> str | None:
                 return None
 
     def render(node: dict) -> str:
-        fields = [f"{_sql_name(k)} {'Nullable(String)' if v is None else render(v)}" for k, v in node.items()]
+        fields = [f"{quote_name(k)} {'Nullable(String)' if v is None else render(v)}" for k, v in node.items()]
         return f"Tuple({', '.join(fields)})"
 
     return render(tree) if tree else None
@@ -474,7 +469,7 @@ def ingest_lines(
             described = engine.rows(f"DESCRIBE TABLE {staged}")
             if len(_STAGED_COLUMNS) >= 256:  # as many as _statements keeps: stages of datasources since changed
                 _STAGED_COLUMNS.clear()
-            _STAGED_COLUMNS[stage] = ", ".join(f"`{c['name']}` {c['type']}" for c in described)
+            _STAGED_COLUMNS[stage] = ", ".join(f"{quote_name(c['name'])} {c['type']}" for c in described)
         bad = int(engine.query(f"SELECT countIf(NOT row_ok) FROM {staged}", "TSV"))
         # good rows first: if the quarantine insert then fails, the request fails and a retry
         # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
