@@ -277,9 +277,10 @@ def _from_json(kind: str, data: dict) -> Datasource | Pipe:
     return Datasource(columns=columns, **{**data, **fields})
 
 
-def _cached(kind: str, path: Path, loader) -> Datasource | Pipe:
-    """`loader(path)`, or what it gave for the same bytes before. A file that INCLUDEs another is always parsed:
-    its meaning is not in its own bytes."""
+def _cached(kind: str, path: Path) -> Datasource | Pipe:
+    """What `path` loads as (a "pipe" or a "datasource"), or what it loaded as for the same bytes before. A file that
+    INCLUDEs another is always parsed: its meaning is not in its own bytes."""
+    loader = load_pipe if kind == "pipe" else load_datasource
     content = path.read_bytes()
     if b"INCLUDE" in content:
         return loader(path)
@@ -303,13 +304,13 @@ def _cached(kind: str, path: Path, loader) -> Datasource | Pipe:
     return loaded
 
 
-def _load_each(paths: list[Path], kind: str, loader, problems: list[tuple[Path | None, str]]) -> list:
+def _load_each(paths: list[Path], kind: str, problems: list[tuple[Path | None, str]]) -> list:
     """Every datafile that loads; the problems of those that do not are added to `problems`, so that a build
     reports every broken file at once, as Tinybird does."""
     loaded = []
     for path in paths:
         try:
-            loaded.append(_cached(kind, path, loader))
+            loaded.append(_cached(kind, path))
         except ProjectError as exc:
             problems.extend(exc.problems)
     return loaded
@@ -322,11 +323,11 @@ def load_project(root: Path) -> Project:
         raise ProjectError((None, f"project folder {root} does not exist"))
     project = Project(root=root)
     problems: list[tuple[Path | None, str]] = []
-    for ds in _load_each(_datafiles(root, ".datasource"), "datasource", load_datasource, problems):
+    for ds in _load_each(_datafiles(root, ".datasource"), "datasource", problems):
         if ds.name in project.datasources:
             problems.append((Path(ds.path), f"datasource {ds.name} is defined twice"))
         project.datasources[ds.name] = ds
-    for pipe in _load_each(_datafiles(root, ".pipe"), "pipe", load_pipe, problems):
+    for pipe in _load_each(_datafiles(root, ".pipe"), "pipe", problems):
         if pipe.name in project.pipes or pipe.name in project.datasources:
             problems.append((Path(pipe.path), f"the name {pipe.name} is already used"))
         project.pipes[pipe.name] = pipe
