@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -67,6 +68,10 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
+        # batches on their way into a query (ingest's Arrow files), each removed once read; a crash may leave some
+        self.spool = self.data_dir / "spool"
+        shutil.rmtree(self.spool, ignore_errors=True)
+        self.spool.mkdir()
         self._local = threading.local()
         self._sessions: list[chdb_session.Session] = []
         self._sessions_lock = threading.Lock()

@@ -1,20 +1,24 @@
 """NDJSON rows into a datasource, as Tinybird's Events API does: good rows land, bad rows go to quarantine.
 
-The lines travel to ClickHouse as one Arrow column; ClickHouse extracts every jsonpath, casts it to the
-column's type and decides per row whether it fits. Two passes: the first returns only the rows that do
-not fit (normally few) with their raw values and reasons, the second inserts the rest in one INSERT.
+The lines travel to ClickHouse as one Arrow column, in an Arrow stream file of the engine's spool dir; ClickHouse
+extracts every jsonpath, casts it to the column's type and decides per row whether it fits. Two passes: the first
+returns only the rows that do not fit (normally few) with their raw values and reasons, the second inserts the rest
+in one INSERT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc
 
 from . import ddl
 from .engine import DATABASE, Engine, quote_name
@@ -296,8 +300,9 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
         + ", ".join(per_column)
         + f", {all_ok} AS row_ok"
         # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable; a line
-        # cut from an NDJSON body keeps its newline (and blank lines after it), which the quarantine should not
-        + " FROM (SELECT i, trim(BOTH ' \\t\\r\\n' FROM assumeNotNull(raw)) AS line FROM Python(_tb_ingest_batch))"
+        # cut from an NDJSON body keeps its newline (and blank lines after it), which the quarantine should not.
+        # The batch's table function ends the query: ingest_lines appends it (see _arrow_source)
+        + " FROM (SELECT i, trim(BOTH ' \\t\\r\\n' FROM assumeNotNull(raw)) AS line FROM "
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
     values = ", ".join(c.value for c in cols)
@@ -355,16 +360,55 @@ def ndjson_lines(body: bytes) -> pa.Array:
             kept[line] = bool(body[starts[line] : ends[line]].strip())
     starts = starts[kept]
     if not len(starts):
-        return pa.array([], pa.large_string())
+        return _unchecked_strings([])
     offsets = np.append(starts, len(data)).astype(np.int64)
     offsets[0] = 0
     return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(body))
 
 
+# Arrays are built from their buffers, never by pa.array(), which imports pandas (0.5 to 1 s of each server start,
+# and 40 MB) to ask whether its input is a pandas object.
 def _unchecked_strings(lines: list[bytes]) -> pa.Array:
     """The lines as Arrow strings without a UTF-8 check (as ndjson_lines): ClickHouse judges each line."""
-    binary = pa.array(lines, pa.large_binary())
-    return pa.LargeStringArray.from_buffers(len(binary), binary.buffers()[1], binary.buffers()[2])
+    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
+
+
+def _texts(values: list[str | None]) -> pa.Array:
+    """Strings, None as null."""
+    strings = _unchecked_strings([b"" if v is None else v.encode() for v in values])
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    if valid.all():
+        return strings
+    _, offsets, data = strings.buffers()
+    nulls = int(len(values) - valid.sum())
+    return pa.LargeStringArray.from_buffers(
+        len(values), offsets, data, pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
+    )
+
+
+def _text_lists(values: list[list[str]]) -> pa.Array:
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
+    flat = _texts([text for texts in values for text in texts])
+    return pa.ListArray.from_arrays(
+        pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)]), flat
+    )
+
+
+@contextlib.contextmanager
+def _arrow_source(engine: Engine, columns: dict[str, pa.Array]) -> Iterator[str]:
+    """The columns as a table function for one query: an Arrow stream file in the engine's spool dir, removed after.
+    chDB's Python() table function would read them in place, but it imports pandas at its first use."""
+    path = engine.spool / f"{uuid.uuid4().hex}.arrow"
+    table = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+    try:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        yield f"file({_sql_str(str(path))}, 'ArrowStream')"
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class _RepeatedKeys(dict):
@@ -449,49 +493,50 @@ def ingest_lines(
         return IngestResult(0, 0, import_id)
     stage, insert, quarantine = _statements(ds)
     raw = lines if isinstance(lines, pa.Array) else _unchecked_strings(lines)
-    _tb_ingest_batch = pa.table(  # noqa: F841 - read by name by chDB's Python() table function
-        {"i": pa.array(np.arange(len(lines), dtype=np.uint32)), "raw": raw}
-    )
-    # Parse once into a session-local table; both the insert and the quarantine read it. `CREATE ... AS SELECT`
-    # analyzes the (long) stage query twice, for the table's columns and to run it: 15 ms of each request, so
-    # only the first batch of a stage does; later ones create the table from the columns it gave.
-    staged = f"_tb_ingest_{uuid.uuid4().hex}"
-    columns = _STAGED_COLUMNS.get(stage)
-    engine.query(
-        f"CREATE TEMPORARY TABLE {staged} ({columns}) ENGINE = Memory"
-        if columns
-        else f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}"
-    )
-    try:
-        if columns:
-            engine.query(f"INSERT INTO {staged} {stage}")
-        else:
-            described = engine.rows(f"DESCRIBE TABLE {staged}")
-            if len(_STAGED_COLUMNS) >= 256:  # as many as _statements keeps: stages of datasources since changed
-                _STAGED_COLUMNS.clear()
-            _STAGED_COLUMNS[stage] = ", ".join(f"{quote_name(c['name'])} {c['type']}" for c in described)
-        bad = int(engine.query(f"SELECT countIf(NOT row_ok) FROM {staged}", "TSV"))
-        # good rows first: if the quarantine insert then fails, the request fails and a retry
-        # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
-        if bad < len(lines):
-            engine.query(insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name, database)))
-        if bad:
-            target = ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)
-            sql = quarantine.replace("{staged}", staged).replace("{quarantine}", target)
-            engine.query(sql, params={"import_id": import_id})
-    finally:
-        engine.query(f"DROP TEMPORARY TABLE IF EXISTS {staged}")
-    return IngestResult(len(lines) - bad, bad, import_id)
+    index = pa.Array.from_buffers(pa.uint32(), len(raw), [None, pa.py_buffer(np.arange(len(raw), dtype=np.uint32))])
+    with _arrow_source(engine, {"i": index, "raw": raw}) as batch:
+        # Parse once into a session-local table; both the insert and the quarantine read it. `CREATE ... AS SELECT`
+        # analyzes the (long) stage query twice, for the table's columns and to run it: 15 ms of each request, so
+        # only the first batch of a stage does; later ones create the table from the columns it gave.
+        staged = f"_tb_ingest_{uuid.uuid4().hex}"
+        columns = _STAGED_COLUMNS.get(stage)
+        engine.query(
+            f"CREATE TEMPORARY TABLE {staged} ({columns}) ENGINE = Memory"
+            if columns
+            else f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}{batch})"
+        )
+        try:
+            if columns:
+                engine.query(f"INSERT INTO {staged} {stage}{batch})")
+            else:
+                described = engine.rows(f"DESCRIBE TABLE {staged}")
+                if len(_STAGED_COLUMNS) >= 256:  # as many as _statements keeps: stages of datasources since changed
+                    _STAGED_COLUMNS.clear()
+                _STAGED_COLUMNS[stage] = ", ".join(f"{quote_name(c['name'])} {c['type']}" for c in described)
+            bad = int(engine.query(f"SELECT countIf(NOT row_ok) FROM {staged}", "TSV"))
+            # good rows first: if the quarantine insert then fails, the request fails and a retry
+            # duplicates good rows, which at-least-once delivery allows; the reverse order would drop them
+            if bad < len(raw):
+                engine.query(
+                    insert.replace("{staged}", staged).replace("{target}", into or ddl.table(ds.name, database))
+                )
+            if bad:
+                target = ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)
+                sql = quarantine.replace("{staged}", staged).replace("{quarantine}", target)
+                engine.query(sql, params={"import_id": import_id})
+        finally:
+            engine.query(f"DROP TEMPORARY TABLE IF EXISTS {staged}")
+    return IngestResult(len(raw) - bad, bad, import_id)
 
 
 def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str, database: str = DATABASE) -> None:
-    columns = {c.name: pa.array([r[c.name] for r in rows], pa.string()) for c in ds.columns}
+    columns = {c.name: _texts([r[c.name] for r in rows]) for c in ds.columns}
     for name in ("c__error_column", "c__error"):
-        columns[name] = pa.array([r[name] for r in rows], pa.list_(pa.string()))
-    columns["c__import_id"] = pa.array([import_id] * len(rows), pa.string())
-    _tb_quarantine_batch = pa.table(columns)  # noqa: F841 - read by name by chDB's Python() table function
-    names = ", ".join(f"`{n}`" for n in columns)
-    engine.query(
-        f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)} ({names}, insertion_date) "
-        f"SELECT {names}, now() FROM Python(_tb_quarantine_batch)"
-    )
+        columns[name] = _text_lists([r[name] for r in rows])
+    columns["c__import_id"] = _texts([import_id] * len(rows))
+    names = ", ".join(quote_name(n) for n in columns)
+    with _arrow_source(engine, columns) as batch:
+        engine.query(
+            f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)} ({names}, insertion_date) "
+            f"SELECT {names}, now() FROM {batch}"
+        )
