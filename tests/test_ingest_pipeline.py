@@ -88,3 +88,25 @@ def test_batches_reach_chdb_without_pandas_and_leave_no_file_behind(sent):
     if maps.exists():
         assert "/pandas/" not in maps.read_text()
     assert list((server.data_dir / "spool").iterdir()) == []
+
+
+def test_a_batch_that_cannot_be_staged_is_refused_whole_and_the_next_one_lands(sent):
+    """The spool dir is where a batch waits for its query: when it cannot take the batch (here a file stands in its
+    place; a full disk is a 507), the answer is a clear 5xx that stores nothing and names no path of the server's."""
+    target, _, server = sent
+    spool = server.data_dir / "spool"
+    before = count(target, "events")
+    spool.rmdir()
+    spool.write_text("")
+    try:
+        refused = target.send("events", GOOD[:3])
+        assert refused.status_code == 500
+        assert refused.json()["error"].startswith("The request failed and stored nothing: cannot stage the batch:")
+        assert str(server.data_dir) not in refused.text
+        assert count(target, "events") == before
+    finally:
+        spool.unlink()
+        spool.mkdir()
+    landed = target.send("events", GOOD[:3])
+    assert landed.status_code == 200, landed.text
+    assert count(target, "events") == before + 3

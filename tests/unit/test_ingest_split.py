@@ -1,4 +1,4 @@
-"""How an Events API body is cut into rows before ClickHouse reads them (local/ingest.py), in process: every
+"""How an Events API body is cut into rows before ClickHouse reads them (local/lines.py), in process: every
 non-blank line exactly once and in order, whatever whitespace surrounds it, and a body that is one JSON document
 told apart from NDJSON without parsing all of it."""
 
@@ -10,7 +10,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from usage_analytics.local import ingest
+from usage_analytics.local import lines as splitter
 
 SPACES = b" \t\r\n\x0b\x0c"
 
@@ -21,7 +21,7 @@ def expected_lines(body: bytes) -> list[bytes]:
 
 
 def check(body: bytes) -> pa.Array:
-    lines = ingest.ndjson_lines(body)
+    lines = splitter.ndjson_lines(body)
     got = [line.as_buffer().to_pybytes().strip() for line in lines.cast(pa.large_binary())]
     assert got == expected_lines(body), body
     if len(lines):  # the lines cover the body end to end: nothing dropped between them, nothing copied
@@ -59,7 +59,7 @@ def test_many_lines_led_by_whitespace_are_read_in_one_pass_with_the_same_rows(mo
     rnd = random.Random(7)
     body = b"".join(rnd.choice([b' {"a":1}\n', b"  \n", b"\t\r\n", b'{"b":2}\n', b"\n"]) for _ in range(3000))
     one_by_one = check(body)
-    monkeypatch.setattr(ingest, "_READ_ONE_BY_ONE", 0)
+    monkeypatch.setattr(splitter, "_READ_ONE_BY_ONE", 0)
     in_one_pass = check(body)
     assert in_one_pass.equals(one_by_one)
     assert in_one_pass.buffers()[1].to_pybytes() == one_by_one.buffers()[1].to_pybytes()
@@ -76,7 +76,7 @@ def test_many_lines_led_by_whitespace_are_read_in_one_pass_with_the_same_rows(mo
     ],
 )
 def test_ndjson_stays_lines(body, rows):
-    lines = ingest.split_lines(body)
+    lines = splitter.split_lines(body)
     assert isinstance(lines, pa.Array) and len(lines) == rows
 
 
@@ -90,5 +90,5 @@ def test_ndjson_stays_lines(body, rows):
     ],
 )
 def test_one_json_document_is_read_whole(body, documents):
-    rows = ingest.split_lines(body)
+    rows = splitter.split_lines(body)
     assert isinstance(rows, list) and [json.loads(row) for row in rows] == documents

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..local.engine import quote_text
 from .endpoints import defaults
 
 _PLACEHOLDER = re.compile(r"\{(\w+):(\w+)\}")
@@ -178,7 +179,7 @@ RAW_FORMS = {
 def _literal(value: str, ch_type: str) -> str:
     if ch_type == "Int32":
         return str(int(value))
-    quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    quoted = quote_text(value)
     return f"toDateTime({quoted})" if ch_type == "DateTime" else quoted
 
 

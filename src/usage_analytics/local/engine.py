@@ -40,6 +40,11 @@ def quote_name(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+def quote_text(value: str) -> str:
+    """`value` as a ClickHouse string literal: backslashes and quotes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class EngineError(Exception):
     """A query ClickHouse refused; the message is ClickHouse's first line."""
 

@@ -8,21 +8,18 @@ in one INSERT.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc
 
 from . import ddl
-from .engine import DATABASE, Engine, quote_name
+from .engine import DATABASE, Engine, quote_name, quote_text
 from .errors import bad_request
+from .lines import arrow_source, strings, text_lists, texts
 from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -58,10 +55,6 @@ class IngestResult:
         return {"successful_rows": self.successful_rows, "quarantined_rows": self.quarantined_rows}
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _pieces(col: Column) -> list[str]:
     """`$.a.b[0]` as `['a', 'b[0]']`; `$.tags[:]`, the whole array, as `['tags']` (`$.items[:].id` keeps its `[:]`:
     see _each)."""
@@ -91,7 +84,7 @@ def _args(pieces: list[str]) -> str:
     for piece in pieces:
         name = _INDEX.sub("", piece)
         if name:
-            parts.append(_sql_str(name))
+            parts.append(quote_text(name))
         parts.extend(str(int(i) + 1) for i in _INDEX.findall(piece))
     return ", ".join(parts)
 
@@ -108,7 +101,7 @@ def _extract(json: str, pieces: list[str], sql_type: str, depth: int = 0) -> str
     Tinybird's `[:]` reads it."""
     each = _each(pieces)
     if each is None:
-        return f"JSONExtract({_source(json, pieces)}, {_sql_str(sql_type)})"
+        return f"JSONExtract({_source(json, pieces)}, {quote_text(sql_type)})"
     outer, inner = each
     element, item = sql_type[len("Array(") : -1], f"e{depth}"
     mapped = _extract(item, inner, element, depth + 1)
@@ -147,15 +140,14 @@ def _time_range(col: Column) -> tuple[int, str, str] | None:
 def _time_zone(col: Column) -> str:
     """The time zone a date and time column reads text in: its own (`DateTime64(3, 'Europe/Madrid')`), else UTC."""
     zone = re.search(r"'((?:[^'\\]|\\.)*)'", _base_type(col.type))
-    return _sql_str(zone.group(1)) if zone else "'UTC'"
+    return quote_text(zone.group(1)) if zone else "'UTC'"
 
 
 def _time_parse(col: Column, text: str, value: str, json_type: str) -> tuple[str, str]:
     precision, first, last = _time_range(col)
     zone = _time_zone(col)
-    parsed = (
-        f"if(match({text}, {_sql_str(_TIME_TEXT)}), parseDateTime64BestEffortOrNull({text}, {precision}, {zone}), NULL)"
-    )
+    best_effort = f"parseDateTime64BestEffortOrNull({text}, {precision}, {zone})"
+    parsed = f"if(match({text}, {quote_text(_TIME_TEXT)}), {best_effort}, NULL)"
     if precision <= 6:
         # the main form by a strict parse, cheaper than the pattern; it refuses hour 25 or February 30th itself.
         # It counts microseconds, which a finer precision could not convert past 2262.
@@ -191,7 +183,7 @@ def _parse_expr(col: Column, text: str, value: str, source: str) -> tuple[str, s
         # a JSON number, or the digits as a string: Tinybird's SQL reference advises strings for 15 digits or more,
         # which a JSON number (a double) would round
         kinds = "('Int64', 'UInt64', 'Double', 'String')"
-        return f"accurateCastOrNull({text}, {_sql_str(base)})", f"{json_type} IN {kinds}"
+        return f"accurateCastOrNull({text}, {quote_text(base)})", f"{json_type} IN {kinds}"
     if base.startswith(_NUMERIC):
         # as Tinybird: a number column takes JSON numbers, not "3" in quotes
         kinds = f"{json_type} IN ('Int64', 'UInt64', 'Double', 'Bool')"
@@ -199,8 +191,8 @@ def _parse_expr(col: Column, text: str, value: str, source: str) -> tuple[str, s
             # ClickHouse's JSON functions read an integer beyond 64 bits as a string, quoted or not (undocumented by
             # Tinybird): such a column takes both, as a Decimal does
             kinds = f"{json_type} IN ('Int64', 'UInt64', 'Double', 'String')"
-        return f"accurateCastOrNull({text}, {_sql_str(base)})", kinds
-    return f"accurateCastOrNull({text}, {_sql_str(base)})", "1"
+        return f"accurateCastOrNull({text}, {quote_text(base)})", kinds
+    return f"accurateCastOrNull({text}, {quote_text(base)})", "1"
 
 
 @dataclass(frozen=True)
@@ -249,7 +241,7 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
         # the value's text from the single parse; null and missing are both NULL
         text = "doc"
         for key in _plain_keys(col):
-            text = f"tupleElement({text}, {_sql_str(key)})"
+            text = f"tupleElement({text}, {quote_text(key)})"
         present = f"({text} IS NOT NULL)"
         text = f"assumeNotNull({text})"
     else:
@@ -260,18 +252,18 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     # the insert reads the staged p{i} and v{i} as _tb_p{i} and _tb_v{i} and names each value for its column, so a
     # DEFAULT expression reads the row's other columns by name, as ClickHouse computes it (`DEFAULT toDate(ts)`)
-    fallback = col.default if col.default is not None else f"defaultValueOfTypeName({_sql_str(col.sql_type)})"
+    fallback = col.default if col.default is not None else f"defaultValueOfTypeName({quote_text(col.sql_type)})"
     if col.stores_null and col.default is None:
         value = f"CAST(if(_tb_p{i}, _tb_v{i}, NULL) AS {col.sql_type}) AS `{col.name}`"
     else:
         value = f"CAST(if(_tb_p{i}, assumeNotNull(_tb_v{i}), {fallback}) AS {col.sql_type}) AS `{col.name}`"
-    reason = _sql_str(f" is not a valid {col.type}")
+    reason = quote_text(f" is not a valid {col.type}")
     if (time_range := _time_range(col)) is not None:
         _, first, last = time_range
-        outside = _sql_str(f" is outside the range of {col.type}, {first} to {last} UTC")
+        outside = quote_text(f" is outside the range of {col.type}, {first} to {last} UTC")
         reason = f"if(v{i} IS NULL, {reason}, {outside})"
-    value_error = f"concat({_sql_str(f'column {col.name}: value ')}, x{i}, {reason})"
-    missing = _sql_str(f"column {col.name}: missing value ({col.type}, not Nullable, no DEFAULT)")
+    value_error = f"concat({quote_text(f'column {col.name}: value ')}, x{i}, {reason})"
+    missing = quote_text(f"column {col.name}: missing value ({col.type}, not Nullable, no DEFAULT)")
     error = f"if(ok{i}, '', if(p{i}, {value_error}, {missing}))"
     return _ColumnSQL(present, text, parsed, ok, value, error)
 
@@ -285,7 +277,7 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
     for i, c in enumerate(cols):
         per_column += [f"{c.present} AS p{i}", f"{c.text} AS x{i}", f"{c.parse} AS v{i}", f"{c.ok} AS ok{i}"]
     all_ok = " AND ".join(["is_object", "unique_keys"] + [f"ok{i}" for i in range(len(cols))])
-    parsed_document = f", JSONExtract(line, {_sql_str(document)}) AS doc" if document else ""
+    parsed_document = f", JSONExtract(line, {quote_text(document)}) AS doc" if document else ""
     # A key given twice has no one value: ClickHouse reads the first, a JSON parser in Python the last.
     objects = _objects(ds)
     unique_keys = " AND ".join(
@@ -317,13 +309,13 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
     # line that is not JSON holds such bytes (or a character cut by `substring`): other texts are from valid JSON
     raw_values = ", ".join(f"if(p{i}, toValidUTF8(x{i}), NULL)" for i in range(len(cols)))
     repeated = ", ".join(
-        f"arrayMap(k -> concat({_sql_str(label)}, k), arrayDistinct(arrayFilter((k, n) -> indexOf(keys{j}, k) != n, "
+        f"arrayMap(k -> concat({quote_text(label)}, k), arrayDistinct(arrayFilter((k, n) -> indexOf(keys{j}, k) != n, "
         f"JSONExtractKeys(line{args}) AS keys{j}, arrayEnumerate(keys{j}))))"
         for j, (label, args) in enumerate(objects)
     )
     duplicated = f"if(unique_keys, '', concat('duplicated key ', arrayStringConcat(arrayConcat({repeated}), ', ')))"
     errors = ", ".join([duplicated] + [c.error for c in cols])
-    columns = ", ".join(f"if(ok{i}, '', {_sql_str(c.name)})" for i, c in enumerate(ds.columns))
+    columns = ", ".join(f"if(ok{i}, '', {quote_text(c.name)})" for i, c in enumerate(ds.columns))
     # the rejected rows go from the staged table to the quarantine inside ClickHouse, in the order they came (a
     # Memory table keeps it), never through Python objects: those made a million rows cost a minute and gigabytes
     quarantine = (
@@ -334,131 +326,6 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
         "FROM {staged} WHERE NOT row_ok"
     )
     return stage, insert, quarantine
-
-
-_NOT_BLANK = np.ones(256, dtype=bool)
-_NOT_BLANK[[0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C]] = False  # the bytes bytes.strip() takes away
-_READ_ONE_BY_ONE = 1024  # lines that start with whitespace, looked into one by one up to this many
-
-
-def ndjson_lines(body: bytes) -> pa.Array:
-    """The non-blank lines of an NDJSON body as one Arrow string array over the body's own bytes: no line is
-    copied or decoded in Python. Each line keeps its newline and any blank lines after it, which JSON reads as
-    whitespace; bytes that are not UTF-8 reach ClickHouse as they are, and their line goes to quarantine."""
-    data = np.frombuffer(body, dtype=np.uint8)
-    starts = np.concatenate(([0], np.flatnonzero(data == 0x0A) + 1))
-    starts = starts[:-1] if starts[-1] == len(data) else starts  # no line begins after a final newline
-    # a line whose first byte is not whitespace is not blank, so only the others (normally none) are read through:
-    # a pass over every byte cost ten times the rest of the split
-    doubtful = np.flatnonzero(~_NOT_BLANK[data[starts]])
-    if len(doubtful) > _READ_ONE_BY_ONE:
-        kept = np.logical_or.reduceat(_NOT_BLANK[data], starts) if len(starts) else starts.astype(bool)
-    else:
-        kept = np.ones(len(starts), dtype=bool)
-        ends = np.append(starts[1:], len(data))
-        for line in doubtful.tolist():
-            kept[line] = bool(body[starts[line] : ends[line]].strip())
-    starts = starts[kept]
-    if not len(starts):
-        return _unchecked_strings([])
-    offsets = np.append(starts, len(data)).astype(np.int64)
-    offsets[0] = 0
-    return pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(body))
-
-
-# Arrays are built from their buffers, never by pa.array(), which imports pandas (0.5 to 1 s of each server start,
-# and 40 MB) to ask whether its input is a pandas object.
-def _unchecked_strings(lines: list[bytes]) -> pa.Array:
-    """The lines as Arrow strings without a UTF-8 check (as ndjson_lines): ClickHouse judges each line."""
-    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), out=offsets[1:])
-    return pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
-
-
-def _texts(values: list[str | None]) -> pa.Array:
-    """Strings, None as null."""
-    strings = _unchecked_strings([b"" if v is None else v.encode() for v in values])
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-    if valid.all():
-        return strings
-    _, offsets, data = strings.buffers()
-    nulls = int(len(values) - valid.sum())
-    return pa.LargeStringArray.from_buffers(
-        len(values), offsets, data, pa.py_buffer(np.packbits(valid, bitorder="little")), nulls
-    )
-
-
-def _text_lists(values: list[list[str]]) -> pa.Array:
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
-    flat = _texts([text for texts in values for text in texts])
-    return pa.ListArray.from_arrays(
-        pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)]), flat
-    )
-
-
-@contextlib.contextmanager
-def _arrow_source(engine: Engine, columns: dict[str, pa.Array]) -> Iterator[str]:
-    """The columns as a table function for one query: an Arrow stream file in the engine's spool dir, removed after.
-    chDB's Python() table function would read them in place, but it imports pandas at its first use."""
-    path = engine.spool / f"{uuid.uuid4().hex}.arrow"
-    table = pa.Table.from_arrays(list(columns.values()), names=list(columns))
-    try:
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        yield f"file({_sql_str(str(path))}, 'ArrowStream')"
-    finally:
-        path.unlink(missing_ok=True)
-
-
-class _RepeatedKeys(dict):
-    """A JSON object with a key given twice; written out again with every pair, so the ingest rules see it."""
-
-    def __init__(self, pairs: list[tuple]):
-        super().__init__(pairs)
-        self.pairs = pairs
-
-    def items(self):
-        return self.pairs
-
-
-def _json_object(pairs: list[tuple]) -> dict:
-    """json.loads would keep a repeated key's last value and drop the others without a word."""
-    obj = dict(pairs)
-    return obj if len(obj) == len(pairs) else _RepeatedKeys(pairs)
-
-
-_CONTENT = re.compile(rb"\S")  # the same six ASCII spaces as bytes.strip()
-
-
-def _several_documents(body: bytes) -> bool:
-    """Whether the first line is a whole JSON document and something follows it: NDJSON, which a parse of the
-    whole body would only find out at the second line, after decoding all of it."""
-    end = body.find(b"\n")
-    if end < 0 or not _CONTENT.search(body, end):
-        return False
-    try:
-        json.loads(body[:end])
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def split_lines(body: bytes) -> pa.Array | list[bytes]:
-    """The rows of an Events API body: NDJSON, or one JSON array of objects, or one (pretty-printed) object."""
-    head = body[:64].lstrip()[:1] or body.lstrip()[:1]
-    if head in (b"[", b"{") and not _several_documents(body):
-        try:
-            document = json.loads(body, object_pairs_hook=_json_object)
-        except (ValueError, RecursionError):
-            document = None  # NDJSON (several documents), or broken lines that quarantine one by one
-        # each row goes on as ASCII JSON, escapes kept: a lone UTF-16 surrogate (`\ud800`), which no UTF-8
-        # can hold, reaches ClickHouse as the escape it was, and quarantines its row as it would on an NDJSON line
-        if isinstance(document, list):
-            return [json.dumps(item).encode() for item in document]
-        if isinstance(document, dict):
-            return [json.dumps(document).encode()]
-    return ndjson_lines(body)
 
 
 def _check_takes_rows(ds: Datasource) -> None:
@@ -492,9 +359,9 @@ def ingest_lines(
     if not lines:
         return IngestResult(0, 0, import_id)
     stage, insert, quarantine = _statements(ds)
-    raw = lines if isinstance(lines, pa.Array) else _unchecked_strings(lines)
+    raw = lines if isinstance(lines, pa.Array) else strings(lines)
     index = pa.Array.from_buffers(pa.uint32(), len(raw), [None, pa.py_buffer(np.arange(len(raw), dtype=np.uint32))])
-    with _arrow_source(engine, {"i": index, "raw": raw}) as batch:
+    with arrow_source(engine, {"i": index, "raw": raw}) as batch:
         # Parse once into a session-local table; both the insert and the quarantine read it. `CREATE ... AS SELECT`
         # analyzes the (long) stage query twice, for the table's columns and to run it: 15 ms of each request, so
         # only the first batch of a stage does; later ones create the table from the columns it gave.
@@ -530,12 +397,12 @@ def ingest_lines(
 
 
 def quarantine_rows(engine: Engine, ds: Datasource, rows: list[dict], import_id: str, database: str = DATABASE) -> None:
-    columns = {c.name: _texts([r[c.name] for r in rows]) for c in ds.columns}
+    columns = {c.name: texts([r[c.name] for r in rows]) for c in ds.columns}
     for name in ("c__error_column", "c__error"):
-        columns[name] = _text_lists([r[name] for r in rows])
-    columns["c__import_id"] = _texts([import_id] * len(rows))
+        columns[name] = text_lists([r[name] for r in rows])
+    columns["c__import_id"] = texts([import_id] * len(rows))
     names = ", ".join(quote_name(n) for n in columns)
-    with _arrow_source(engine, columns) as batch:
+    with arrow_source(engine, columns) as batch:
         engine.query(
             f"INSERT INTO {ddl.table(ds.name + ddl.QUARANTINE_SUFFIX, database)} ({names}, insertion_date) "
             f"SELECT {names}, now() FROM {batch}"

@@ -25,7 +25,8 @@ from .auth import TokenStore
 from .build import Builder, BuildReport, State, read_project
 from .engine import DATABASE, Engine, EngineError
 from .errors import NotFound, RequestError, RequestTimeout, ServiceUnavailable, TooManyRequests, bad_request
-from .ingest import IngestResult, ingest_lines, quarantine_rows, split_lines
+from .ingest import IngestResult, ingest_lines, quarantine_rows
+from .lines import split_lines
 from .pipes import GENERATOR_TABLES, PipeRenderer
 from .project import Datasource, Node, Pipe, Project
 from .rendercache import RenderCache
