@@ -33,6 +33,14 @@ def table(name: str, database: str = DATABASE) -> str:
     return f"{database}.`{name}`"
 
 
+def base_type(sql_type: str) -> str:
+    """The type inside any Nullable(...) and LowCardinality(...) wrappers."""
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if sql_type.startswith(wrapper):
+            return base_type(sql_type[len(wrapper) : -1])
+    return sql_type
+
+
 def column_sql(col: Column) -> str:
     default = f" DEFAULT {col.default}" if col.default is not None else ""
     codec = f" {col.codec}" if col.codec else ""

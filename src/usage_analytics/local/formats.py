@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import BinaryIO
 from uuid import UUID
 
+from . import ddl
 from .bodies import size_text
 from .errors import PayloadTooLarge, bad_request
 from .project import Column, Datasource
@@ -161,17 +162,10 @@ def _ndjson_chunks(stream: BinaryIO, ds: Datasource, max_line: int) -> Iterator[
         yield chunk
 
 
-def _base(sql_type: str) -> str:
-    for wrapper in ("Nullable(", "LowCardinality("):
-        if sql_type.startswith(wrapper):
-            return _base(sql_type[len(wrapper) : -1])
-    return sql_type
-
-
 def _csv_value(col: Column, text: str):
     """A CSV field as the JSON value the column expects; text that fits no such value stays text (and is
     quarantined by the ingest rules, with the column and the reason)."""
-    base = _base(col.type)
+    base = ddl.base_type(col.type)
     if text == "":
         return "" if base == "String" and not col.accepts_missing else None
     if base.startswith(_NUMERIC):

@@ -119,16 +119,9 @@ def _objects(ds: Datasource) -> list[tuple[str, str]]:
     return [(label, args) for args, label in objects.items()]
 
 
-def _base_type(sql_type: str) -> str:
-    for wrapper in ("Nullable(", "LowCardinality("):
-        if sql_type.startswith(wrapper):
-            return _base_type(sql_type[len(wrapper) : -1])
-    return sql_type
-
-
 def _time_range(col: Column) -> tuple[int, str, str] | None:
     """A date or time column's precision and first and last second, or None for other columns."""
-    base = _base_type(col.type)
+    base = ddl.base_type(col.type)
     family = base.split("(")[0]
     if family not in _TIME_RANGES:
         return None
@@ -139,7 +132,7 @@ def _time_range(col: Column) -> tuple[int, str, str] | None:
 
 def _time_zone(col: Column) -> str:
     """The time zone a date and time column reads text in: its own (`DateTime64(3, 'Europe/Madrid')`), else UTC."""
-    zone = re.search(r"'((?:[^'\\]|\\.)*)'", _base_type(col.type))
+    zone = re.search(r"'((?:[^'\\]|\\.)*)'", ddl.base_type(col.type))
     return quote_text(zone.group(1)) if zone else "'UTC'"
 
 
@@ -153,7 +146,7 @@ def _time_parse(col: Column, text: str, value: str, json_type: str) -> tuple[str
         # It counts microseconds, which a finer precision could not convert past 2262.
         strict = f"parseDateTime64OrNull({text}, '%Y-%m-%d %H:%i:%s', {zone})"
         parsed = f"if(isNull({strict}), {parsed}, {strict})"
-    if _base_type(col.type).startswith("DateTime64("):
+    if ddl.base_type(col.type).startswith("DateTime64("):
         # a JSON integer is a count of the column's ticks (milliseconds for DateTime64(3)) since 1970 UTC, as
         # Tinybird documents for DateTime64; one beyond what nanoseconds can count is not a valid value
         scale, ticks = 10 ** (9 - precision), f"accurateCastOrNull({text}, 'Int64')"
@@ -170,7 +163,7 @@ def _time_parse(col: Column, text: str, value: str, json_type: str) -> tuple[str
 def _parse_expr(col: Column, text: str, value: str, source: str) -> tuple[str, str]:
     """(value expression, NULL when the text does not fit) and what else the JSON kind or the `value` must meet;
     `source` is the JSON functions' arguments that reach the value."""
-    base, json_type = _base_type(col.type), f"JSONType({source})"
+    base, json_type = ddl.base_type(col.type), f"JSONType({source})"
     if base == "String":
         return text, "1"
     if _time_range(col) is not None:
@@ -208,7 +201,7 @@ class _ColumnSQL:
 def _plain_keys(col: Column) -> tuple[str, ...] | None:
     """The keys of a `$.a.b` path, or None for paths with array indexes (read one by one instead)."""
     path = col.jsonpath or f"$.{col.name}"
-    if _INDEX.search(path) or _EACH in path or _base_type(col.type).startswith(_NEVER_NULL):
+    if _INDEX.search(path) or _EACH in path or ddl.base_type(col.type).startswith(_NEVER_NULL):
         return None
     return tuple(k for k in path.removeprefix("$").strip(".").split(".") if k) or None  # `$`: the row itself
 
@@ -248,7 +241,7 @@ def _column_sql(i: int, col: Column, from_document: bool) -> _ColumnSQL:
         present = f"({json_type} != 'Null')"
         text = f"if({json_type} = 'String', JSONExtractString({source}), JSONExtractRaw({source}))"
     parsed, kind_ok = _parse_expr(col, f"x{i}", f"v{i}", source)
-    fits = kind_ok if _base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
+    fits = kind_ok if ddl.base_type(col.type).startswith(_NEVER_NULL) else f"{kind_ok} AND v{i} IS NOT NULL"
     ok = f"if(p{i}, {fits}, {int(col.accepts_missing)})"
     # the insert reads the staged p{i} and v{i} as _tb_p{i} and _tb_v{i} and names each value for its column, so a
     # DEFAULT expression reads the row's other columns by name, as ClickHouse computes it (`DEFAULT toDate(ts)`)
@@ -331,7 +324,7 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
 def _check_takes_rows(ds: Datasource) -> None:
     """An AggregateFunction column holds partial aggregation states, which only a materialization writes: no JSON
     value is one, and ClickHouse could not even cast the batch (a 400 naming why, not a failed query)."""
-    states = [c.name for c in ds.columns if _base_type(c.type).startswith("AggregateFunction(")]
+    states = [c.name for c in ds.columns if ddl.base_type(c.type).startswith("AggregateFunction(")]
     if states:
         raise bad_request(
             f"Data Source '{ds.name}' does not take rows: its AggregateFunction columns ({', '.join(states)}) hold "
