@@ -110,3 +110,18 @@ def test_a_batch_that_cannot_be_staged_is_refused_whole_and_the_next_one_lands(s
     landed = target.send("events", GOOD[:3])
     assert landed.status_code == 200, landed.text
     assert count(target, "events") == before + 3
+
+
+def test_a_data_dir_whose_path_clickhouse_would_read_as_a_glob_still_ingests(tmp_path):
+    """ClickHouse's file() expands `*`, `?` and `{a,b}` in a path: a data dir named with them (an operator's choice)
+    stages its batches in a private temporary spool instead, and every row lands."""
+    server = ServerProcess(slice_project(tmp_path / "project"), tmp_path / "data{1,2}?*")
+    target = server.start()
+    try:
+        answer = target.send("events", GOOD[:5])
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"successful_rows": 5, "quarantined_rows": 0}
+        assert count(target, "events") == 5
+    finally:
+        server.stop()
+    assert not (tmp_path / "data{1,2}?*" / "spool").exists()

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from chdb import session as chdb_session
 from .settings import DEFAULTS, ServerSettings
 
 DATABASE = "tb"
+_GLOB_CHARS = "*?{}"  # what ClickHouse's file() expands in a path
 _CODE_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
 # Tinybird's SQL semantics where they differ from ClickHouse's defaults and real projects rely on them (inferred
 # from how Tinybird answers; its docs name no settings): a joined subquery needs no alias. Writers too: a
@@ -73,10 +75,7 @@ class Engine:
         self.data_dir = Path(data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_lock()
-        # batches on their way into a query (ingest's Arrow files), each removed once read; a crash may leave some
-        self.spool = self.data_dir / "spool"
-        shutil.rmtree(self.spool, ignore_errors=True)
-        self.spool.mkdir()
+        self.spool = self._spool()
         self._local = threading.local()
         self._sessions: list[chdb_session.Session] = []
         self._sessions_lock = threading.Lock()
@@ -97,6 +96,17 @@ class Engine:
         handle.write(str(os.getpid()))
         handle.flush()
         return handle
+
+    def _spool(self) -> Path:
+        """Where batches wait for their query (ingest's Arrow files, each removed once read; a crash may leave some,
+        so it is emptied here). ClickHouse's file() reads `*`, `?` and `{a,b}` in a path as a glob, so a data dir
+        whose path holds one gets a private temporary spool instead, removed at close."""
+        spool = self.data_dir / "spool"
+        shutil.rmtree(spool, ignore_errors=True)
+        if any(char in str(spool) for char in _GLOB_CHARS):
+            return Path(tempfile.mkdtemp(prefix="usage-analytics-spool-"))
+        spool.mkdir()
+        return spool
 
     def _session(self, readonly: bool) -> chdb_session.Session:
         """This thread's session; the read-only one runs with readonly=2, which no query can lift, and with the
@@ -184,4 +194,6 @@ class Engine:
                 with contextlib.suppress(Exception):  # never block shutdown on a session that won't close
                     sess.close()
             self._sessions.clear()
+        if self.spool.parent != self.data_dir:
+            shutil.rmtree(self.spool, ignore_errors=True)
         self._lock_file.close()
