@@ -19,7 +19,7 @@ import pyarrow as pa
 from . import ddl
 from .engine import DATABASE, Engine, quote_name, quote_text
 from .errors import bad_request
-from .lines import arrow_source, strings, text_lists, texts
+from .lines import arrow_source, numbers, strings, text_lists, texts
 from .project import Column, Datasource
 
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -286,7 +286,7 @@ def _statements(ds: Datasource) -> tuple[str, str, str]:
         + f", {all_ok} AS row_ok"
         # Arrow strings arrive as Nullable(String), which would make every extracted value Nullable; a line
         # cut from an NDJSON body keeps its newline (and blank lines after it), which the quarantine should not.
-        # The batch's table function ends the query: ingest_lines appends it (see _arrow_source)
+        # The batch's table function ends the query: ingest_lines appends it (see lines.arrow_source)
         + " FROM (SELECT i, trim(BOTH ' \\t\\r\\n' FROM assumeNotNull(raw)) AS line FROM "
     )
     names = ", ".join(f"`{c.name}`" for c in ds.columns)
@@ -353,8 +353,8 @@ def ingest_lines(
         return IngestResult(0, 0, import_id)
     stage, insert, quarantine = _statements(ds)
     raw = lines if isinstance(lines, pa.Array) else strings(lines)
-    index = pa.Array.from_buffers(pa.uint32(), len(raw), [None, pa.py_buffer(np.arange(len(raw), dtype=np.uint32))])
-    with arrow_source(engine, {"i": index, "raw": raw}) as batch:
+    with arrow_source(engine, {"i": numbers(np.arange(len(raw), dtype=np.uint32)), "raw": raw}) as batch:
+        parse = f"{stage}{batch})"  # the stage query over this batch (_statements leaves its source open)
         # Parse once into a session-local table; both the insert and the quarantine read it. `CREATE ... AS SELECT`
         # analyzes the (long) stage query twice, for the table's columns and to run it: 15 ms of each request, so
         # only the first batch of a stage does; later ones create the table from the columns it gave.
@@ -363,11 +363,11 @@ def ingest_lines(
         engine.query(
             f"CREATE TEMPORARY TABLE {staged} ({columns}) ENGINE = Memory"
             if columns
-            else f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {stage}{batch})"
+            else f"CREATE TEMPORARY TABLE {staged} ENGINE = Memory AS {parse}"
         )
         try:
             if columns:
-                engine.query(f"INSERT INTO {staged} {stage}{batch})")
+                engine.query(f"INSERT INTO {staged} {parse}")
             else:
                 described = engine.rows(f"DESCRIBE TABLE {staged}")
                 if len(_STAGED_COLUMNS) >= 256:  # as many as _statements keeps: stages of datasources since changed

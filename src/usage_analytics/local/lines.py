@@ -70,13 +70,15 @@ def texts(values: list[str | None]) -> pa.Array:
     )
 
 
+def numbers(values: np.ndarray) -> pa.Array:
+    """A numpy array of fixed-width numbers as an Arrow array over the same memory."""
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+
+
 def text_lists(values: list[list[str]]) -> pa.Array:
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, values), dtype=np.int32, count=len(values)), out=offsets[1:])
-    flat = texts([text for texts in values for text in texts])
-    return pa.ListArray.from_arrays(
-        pa.Array.from_buffers(pa.int32(), len(offsets), [None, pa.py_buffer(offsets)]), flat
-    )
+    return pa.ListArray.from_arrays(numbers(offsets), texts([text for row in values for text in row]))
 
 
 @contextlib.contextmanager
