@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import cases
 import oracle
 import pytest
-from conftest import ROOT
+from conftest import ROOT, ServerProcess
 from matching import is_percentile, values_match
 
 from usage_analytics.bench.rawforms import RAW_FORMS, raw_query
@@ -30,6 +32,20 @@ CASES += [
         ("to_an_unaligned_end_top_1", {"end_date": "2025-04-10 13:17:45", "limit": "1"}),
         ("within_one_hour", cases.ONE_HOUR),
         ("one_tenant_one_month_top_100", {"tenant_id": _TENANT, "limit": "100", **cases.MONTH}),
+        ("no_data", cases.EMPTY),
+    ]
+]
+# app_feature_usage merges whole days of its roll-up with the raw rows of the partial days: edges on both sides, one
+# side only, both in one day, and a filter through both halves (empty features: test_empty_features_... below)
+_DEVICE = cases._top(ROWS["app_events"], "device_type")
+CASES += [
+    ("app_feature_usage", case, params)
+    for case, params in [
+        ("few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS}),
+        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
+        ("to_an_unaligned_end_top_3", {"end_date": "2025-04-10 13:17:45", "limit": "3"}),
+        ("within_one_hour", cases.ONE_HOUR),
+        ("whole_days", cases.MONTH),
         ("no_data", cases.EMPTY),
     ]
 ]
@@ -64,3 +80,38 @@ def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
                 assert got[column] == band[column], (column, got[column], band[column], value)
             else:
                 assert values_match(column, got[column], value), (column, got, want)
+
+
+@pytest.fixture(scope="module")
+def app_events_server(tmp_path_factory):
+    """A server of app_events, its feature roll-up and app_feature_usage, holding the fixture's app_events with
+    every fifth row's feature emptied (the fixtures have no empty feature)."""
+    root = tmp_path_factory.mktemp("app_events")
+    project = root / "project"
+    for path in (
+        "datasources/app_events.datasource",
+        "datasources/app_events_daily_features_mv.datasource",
+        "pipes/app_events_daily_features.pipe",
+        "endpoints/app_feature_usage.pipe",
+    ):
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, project / path)
+    rows = [{**row, "feature": ""} if k % 5 == 0 else row for k, row in enumerate(ROWS["app_events"])]
+    server = ServerProcess(project, root / "data")
+    target = server.start()
+    assert target.send("app_events", rows).json()["successful_rows"] == len(rows)
+    yield target, rows
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, cases.ODD, cases.ONE_HOUR, {"feature": ""}, {"feature": "", **cases.FEW_DAYS}, {"device_type": "mobile"}],
+    ids=["all_time", "unaligned", "one_hour", "empty_feature", "empty_feature_few_days", "one_device"],
+)
+def test_empty_features_are_skipped_unless_asked_for_through_both_the_rollup_and_the_edges(app_events_server, params):
+    target, rows = app_events_server
+    served = target.data("app_feature_usage", params)
+    assert served == target.sql(raw_query("app_feature_usage", params, ROOT))
+    assert served == oracle.expected("app_feature_usage", params, {"app_events": rows})
+    assert served and all((row["feature"] == "") == ("feature" in params) for row in served)

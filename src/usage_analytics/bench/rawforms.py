@@ -120,6 +120,15 @@ def feature_usage_summary(p: dict) -> str:
         LIMIT {{limit:Int32}}"""
 
 
+def app_feature_usage(p: dict) -> str:
+    features = "" if "feature" in p else " AND feature != ''"
+    return f"""
+        SELECT feature, count() AS usage_count, uniqExact(user_id) AS unique_users,
+            uniqExact(session_id) AS unique_sessions
+        FROM app_events WHERE {where(p, ("feature", "device_type"))}{features}
+        GROUP BY feature ORDER BY usage_count DESC, feature LIMIT {{limit:Int32}}"""
+
+
 def feature_usage_timeline(p: dict) -> str:
     return f"""
         SELECT {_bucket("timestamp", p.get("granularity", "day"))} AS period, feature_id, count() AS usage_count,
@@ -168,6 +177,7 @@ RAW_FORMS = {
         usage_metering,
         error_analysis,
         feature_usage_summary,
+        app_feature_usage,
         feature_usage_timeline,
         daily_active_users,
         active_users,
