@@ -98,10 +98,12 @@ def app_events_server(tmp_path_factory):
         shutil.copy(ROOT / path, project / path)
     rows = [{**row, "feature": ""} if k % 5 == 0 else row for k, row in enumerate(ROWS["app_events"])]
     server = ServerProcess(project, root / "data")
-    target = server.start()
-    assert target.send("app_events", rows).json()["successful_rows"] == len(rows)
-    yield target, rows
-    server.stop()
+    try:
+        target = server.start()
+        assert target.send("app_events", rows).json()["successful_rows"] == len(rows)
+        yield target, rows
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize(
