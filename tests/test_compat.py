@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import write_files
@@ -65,6 +66,23 @@ TYPE ENDPOINT
 """
 
 
+# Tinybird's query hints, from any node of the pipe, for the whole query
+HINTED = """\
+NODE rows
+SQL >
+    %
+    {{ max_threads(10000) }}
+    SELECT domain, ts FROM requests
+
+NODE endpoint
+SQL >
+    %
+    {{ activate('optimize_aggregation_in_order') }}
+    SELECT domain, count() AS hits FROM rows GROUP BY domain ORDER BY domain -- in the sorting key's order
+
+TYPE ENDPOINT
+"""
+
 # keys that need quoting in SQL: a backslash (which ClickHouse reads as an escape inside backticks too) and a quote.
 # The plain paths are read from one parse of the row, the array path on its own: both must find the keys.
 ODD_KEYS = r"""SCHEMA >
@@ -93,6 +111,7 @@ def requests(tmp_path, start_server):
             "materializations/by_status.pipe": MATERIALIZATION,
             "endpoints/status_totals.pipe": ENDPOINT,
             "endpoints/upper_domains.pipe": SHADOWING_ALIAS,
+            "endpoints/hinted.pipe": HINTED,
             "fixtures/requests.ndjson": "\n".join(fixture),
         },
     )
@@ -159,6 +178,24 @@ def test_tinybird_sql_semantics(requests):
     assert any(line.startswith(expected) for line in build["changes"]), build
     assert not any("status_totals" in line and "WITH alias" in line for line in build["changes"])
     assert requests.data("upper_domains") == [{"domain": "A.COM", "hits": 3}]  # the alias, as the warning says
+    # `max_threads()` and `activate()` in a template are settings of the query the pipe runs (Tinybird's parser
+    # refuses them in the SQL itself); max_threads is bounded by the machine's cores
+    assert requests.data("hinted") == [{"domain": "a.com", "hits": 3}]
+    explained = requests.http.get(requests.url("/v0/pipes/hinted/explain"), headers=requests.auth()).json()
+    settings = f"SETTINGS max_threads = {os.cpu_count()}, optimize_aggregation_in_order = 1"
+    assert explained["debug_query"].endswith(f"\n{settings}"), explained["debug_query"]
+    assert "Read type: InOrder" in explained["query_explain"], explained["query_explain"]
+    assert requests.data("upper_domains") == [{"domain": "A.COM", "hits": 3}]  # no hints, no settings
+    plain = requests.http.get(requests.url("/v0/pipes/upper_domains/explain"), headers=requests.auth()).json()
+    assert "SETTINGS" not in plain["debug_query"] and "InOrder" not in plain["query_explain"]
+    # a templated /v0/sql query takes them too (its SQL is checked before they are added), and reading a hinted pipe
+    # takes its rows, not its hints; an unknown feature is Tinybird's 400
+    assert requests.sql("%\n{{ max_threads(1) }} SELECT count() AS n FROM requests") == [{"n": 3}]
+    assert requests.sql("SELECT sum(hits) AS n FROM hinted") == [{"n": 3}]
+    refused = requests.http.get(
+        requests.url("/v0/sql"), params={"q": "%\n{{ activate('everything') }} SELECT 1"}, headers=requests.auth()
+    )
+    assert refused.status_code == 400 and "'everything' is not a valid 'activate' argument" in refused.json()["error"]
 
 
 EVENTS = """\

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
 
 import jwt
 import pytest
@@ -16,6 +17,7 @@ from usage_analytics.local.auth import TokenStore
 from usage_analytics.local.engine import EngineError
 from usage_analytics.local.errors import RequestError, engine_failure
 from usage_analytics.local.http.limits import RequestLimits
+from usage_analytics.local.pipes import with_hints
 from usage_analytics.local.settings import ServerSettings
 from usage_analytics.local.workspace import query_error
 
@@ -151,3 +153,33 @@ def test_an_uploaded_datafile_stays_inside_its_project(name):
 )
 def test_with_aliases_named_like_a_column_are_found(sql, found):
     assert sqlcheck.with_aliases_named_like(sql, {"domain", "ts", "status_code"}) == found
+
+
+@pytest.mark.parametrize(
+    ("sql", "hints", "expected"),
+    [
+        ("SELECT 1", {}, "SELECT 1"),
+        ("SELECT 1", {"activate": set()}, "SELECT 1"),
+        ("SELECT 1 -- note", {"max_threads": 1}, "SELECT 1 -- note\nSETTINGS max_threads = 1"),
+        ("SELECT 1", {"max_threads": 0}, "SELECT 1\nSETTINGS max_threads = 1"),
+        ("SELECT 1", {"max_threads": 10**6}, f"SELECT 1\nSETTINGS max_threads = {os.cpu_count()}"),
+        (
+            "SELECT 1",
+            {"activate": {"parallel_replicas", "analyzer", "optimize_aggregation_in_order"}},
+            "SELECT 1\nSETTINGS optimize_aggregation_in_order = 1",
+        ),
+        ("SELECT 1", {"activate": {"analyzer"}}, "SELECT 1"),
+        (
+            "SELECT 1 SETTINGS join_use_nulls = 1",
+            {"max_threads": 1},
+            "SELECT 1 SETTINGS join_use_nulls = 1\n, max_threads = 1",
+        ),
+        (
+            "SELECT * FROM (SELECT 1 SETTINGS join_use_nulls = 1) WHERE 'SETTINGS' != ''",
+            {"max_threads": 1},
+            "SELECT * FROM (SELECT 1 SETTINGS join_use_nulls = 1) WHERE 'SETTINGS' != ''\nSETTINGS max_threads = 1",
+        ),
+    ],
+)
+def test_query_hints_become_the_querys_settings(sql, hints, expected):
+    assert with_hints(sql, hints) == expected

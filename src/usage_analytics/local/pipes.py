@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from .errors import NotFound, bad_request
 from .project import Node, Pipe
 from .rendercache import RenderCache, charge_toolset, text_bytes
 from .settings import DEFAULTS
-from .sqlcheck import refuse_file_output
+from .sqlcheck import blanked, refuse_file_output
 
 _INT_RANGES = {
     f"{sign}Int{bits}": ((-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if sign == "" else (0, 2**bits - 1))
@@ -35,6 +36,13 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 # ClickHouse's tables that hold no data but generate rows, which pipes use for series (`FROM system.numbers`, as
 # Tinybird's own tinynest does): readable in any workspace, unlike the server's other tables
 GENERATOR_TABLES = {("system", name) for name in ("numbers", "numbers_mt", "one", "zeros", "zeros_mt")}
+# Tinybird's query hints in a template, which it applies to the whole query a pipe runs, whichever node gives them:
+# `max_threads(n)` (here at most the machine's cores: a pipe cannot make one query start thousands of threads) and
+# `activate('optimize_aggregation_in_order')`. No setting for `activate('analyzer')` or `disable('analyzer')` (this
+# ClickHouse has no other query analysis), `activate('parallel_replicas')` (one server has no replicas),
+# `backend_hint()` (one backend) or `cache_ttl()` (the result cache is exact: answers never outlive a write).
+_ACTIVATED = {"optimize_aggregation_in_order": "optimize_aggregation_in_order = 1"}
+_TRAILING_SETTINGS = re.compile(r"\bSETTINGS\b[^()]*$", re.IGNORECASE)
 
 
 def _valid_datetime(value: str, with_fraction: bool) -> bool:
@@ -100,6 +108,19 @@ class Parameter:
 def _required_message(param: Parameter) -> str:
     """Tinybird's answer to a request without a parameter the pipe needs (as its recorded `tb test` cases show)."""
     return f"{param.name} ({param.type}) query param is required"
+
+
+def with_hints(sql: str, hints: dict) -> str:
+    """`sql` with the query hints its templates gave as settings (a pipe's own SQL cannot name those settings:
+    Tinybird's parser refuses them), on a line of their own after any trailing comment, in the query's own trailing
+    SETTINGS clause if it has one."""
+    settings = [_ACTIVATED[f] for f in sorted(hints.get("activate", ())) if f in _ACTIVATED]
+    if "max_threads" in hints:
+        settings.insert(0, f"max_threads = {max(1, min(hints['max_threads'], os.cpu_count() or 1))}")
+    if not settings:
+        return sql
+    joined = ", ".join(settings)
+    return f"{sql}\n, {joined}" if _TRAILING_SETTINGS.search(blanked(sql)) else f"{sql}\nSETTINGS {joined}"
 
 
 def _template_sql(node: Node) -> str | None:
@@ -168,54 +189,68 @@ class PipeRenderer:
             elif param.required and param.default is None:
                 raise bad_request(_required_message(param))
 
-    def render(self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False) -> str:
-        """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined.
+    def render(
+        self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False, hints: bool = True
+    ) -> str:
+        """The SQL of `node_name` (default: the pipe's output node) with earlier nodes inlined, and with the query
+        hints of its templates as settings unless `hints` is False (a pipe read inside another query).
 
         `test_mode` renders every parameter as a typed placeholder (Tinybird's own check mode), which
         gives the shape of the result without real values: what DESCRIBE needs for the OpenAPI document.
         """
         if test_mode or self._cache is None:
-            return self._render(values, node_name, test_mode)
-        key = self._key(values, node_name)
+            sql, given = self.render_parts(values, node_name, test_mode)
+            return with_hints(sql, given) if hints else sql
+        key = self._key(values, node_name, hints)
         params = key[2]
         sql = self._cache.get(key)
         if sql is None:
-            sql = self._render(values, node_name, test_mode)
+            sql, given = self.render_parts(values, node_name, test_mode)
+            sql = with_hints(sql, given) if hints else sql
             if not self._reads_pipes:  # only what rendered without error: a bad request is checked every time
                 self._cache.put(key, sql, text_bytes(*(text for pair in params for text in pair)))
         return sql
 
     def rendered(self, values: dict[str, str]) -> str | None:
         """The output node's SQL for `values` if `render` has it kept (no template runs), else None."""
-        return None if self._cache is None else self._cache.get(self._key(values, None))
+        return None if self._cache is None else self._cache.get(self._key(values, None, True))
 
-    def _key(self, values: dict[str, str], node_name: str | None) -> tuple:
+    def _key(self, values: dict[str, str], node_name: str | None, hints: bool) -> tuple:
         # the pipe's own parameters only: a value it does not declare cannot change its SQL, and a caller sending
         # many of them must not fill the cache
-        return (self._serial, node_name, tuple(sorted((k, v) for k, v in values.items() if k in self.parameters)))
+        params = tuple(sorted((k, v) for k, v in values.items() if k in self.parameters))
+        return (self._serial, node_name, params, hints)
 
-    def _render(self, values: dict[str, str], node_name: str | None, test_mode: bool) -> str:
+    def render_parts(
+        self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False
+    ) -> tuple[str, dict]:
+        """`render`'s SQL without the hints, and the hints its templates gave (`with_hints` adds them)."""
         if not test_mode:
             self.validate(values)
         target = node_name or self.pipe.output_node.name
         rendered: dict[tuple[str, str], tuple[str, str]] = {}
+        hints: dict = {}
         for node in self.pipe.nodes:
-            sql = self._render_node(node, values, test_mode)
+            sql = self._render_node(node, values, test_mode, hints)
             sql = self._resolve(sql, rendered, values)
             if node.name == target:
-                return sql
+                return sql, hints
             rendered[("", node.name)] = ("", f"({sql})")
         raise NotFound(f"pipe {self.pipe.name} has no node {target}")
 
-    def _render_node(self, node: Node, values: dict[str, str], test_mode: bool = False) -> str:
+    def _render_node(self, node: Node, values: dict[str, str], test_mode: bool, hints: dict) -> str:
+        """`node`'s SQL for `values`; the template's query hints are added to `hints`."""
         template = _template_sql(node)
         if template is None:
             return node.sql
         try:
             secrets = [f"tb_secret_{name}" for name in self._secrets()]
-            sql, _, _ = render_sql_template(
+            sql, results, _ = render_sql_template(
                 template, dict(values), secrets=secrets, name=node.name, test_mode=test_mode
             )
+            if "max_threads" in results:
+                hints["max_threads"] = results["max_threads"]
+            hints.setdefault("activate", set()).update(results.get("activate", ()))
         except SQLTemplateException as exc:
             missing = next((p for n, p in self.parameters.items() if n not in values and p.default is None), None)
             if REQUIRED_PARAM_NOT_DEFINED in str(exc) and missing is not None:

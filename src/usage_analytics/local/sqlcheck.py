@@ -25,13 +25,13 @@ _OPAQUE = re.compile(
 _FILE_OUTPUT = re.compile(r"\bINTO\s+OUTFILE\b|\bFROM\s+INFILE\b", re.IGNORECASE)
 
 
-def _code(sql: str) -> str:
+def blanked(sql: str) -> str:
     """`sql` with literals, quoted names and comments blanked out."""
     return _OPAQUE.sub(" ", sql)
 
 
 def refuse_file_output(sql: str, what: str) -> None:
-    if _FILE_OUTPUT.search(_code(sql)):
+    if _FILE_OUTPUT.search(blanked(sql)):
         raise bad_request(f"{what}: INTO OUTFILE and FROM INFILE are not allowed (no statement may touch server files)")
 
 
@@ -49,7 +49,7 @@ def check_condition(condition: str, datasource: str, parameter: str, database: s
     it runs (`... FROM <datasource> WHERE (<condition>)`), so it cannot close that parenthesis and go on."""
     if not condition or not condition.strip():
         raise bad_request(f"The '{parameter}' parameter is empty: give a SQL condition on the datasource's columns")
-    code = _code(condition)
+    code = blanked(condition)
     if ";" in code:
         raise bad_request(f"{parameter} must be one SQL condition, without ';'")
     depth = 0
@@ -89,7 +89,7 @@ def with_aliases_named_like(sql: str, columns: set[str]) -> list[str]:
     these as ClickHouse did before 24.3, reading the column where the name is used (ClickHouse issue 61950); ClickHouse
     26.9, whose analyzer can no longer be turned off, reads the alias. `name AS (SELECT ...)` (a subquery) is not
     such an alias."""
-    code, found = _code(sql), []
+    code, found = blanked(sql), []
     for start in (m.end() for m in re.finditer(r"\bWITH\b", code, re.IGNORECASE)):
         depth, item_start, items = 0, start, []
         for token in _WITH_OR_SELECT.finditer(code, start):

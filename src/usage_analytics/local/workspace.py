@@ -28,7 +28,7 @@ from .errors import NotFound, RequestError, RequestTimeout, ServiceUnavailable, 
 from .gate import DatasourceGate
 from .ingest import IngestResult, ingest_lines, quarantine_rows
 from .lines import split_lines
-from .pipes import GENERATOR_TABLES, PipeRenderer
+from .pipes import GENERATOR_TABLES, PipeRenderer, with_hints
 from .project import Datasource, Node, Pipe, Project
 from .rendercache import RenderCache
 from .resultcache import ReadCache, shared_cache
@@ -132,7 +132,8 @@ class Workspace:
             return (self.database, name)
         renderer = self._renderers.get(name)
         if renderer is not None:
-            return ("", f"({renderer.render(values)})")
+            # its SQL as a subquery, without its query hints: those of the query that reads it apply
+            return ("", f"({renderer.render(values, hints=False)})")
         return None
 
     # ---- deployments: hooks for staging.py, which builds a copy beside this database and swaps it in ------------
@@ -385,10 +386,10 @@ class Workspace:
         renderer = PipeRenderer(
             _adhoc_pipe(q, nodes), self._resolve_table, secrets=self.secrets.names, databases=(self.database, "system")
         )
-        select = renderer.render(values or {}, _QUERY_NODE)
-        if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined
+        select, hints = renderer.render_parts(values or {}, _QUERY_NODE)
+        if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined, before the hints
             self._check_read(select, set())
-        return select, fmt
+        return with_hints(select, hints), fmt
 
     def _check_read(self, sql: str, nodes: set[str]) -> None:
         if not _READ_STATEMENT.match(sql):
