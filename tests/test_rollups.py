@@ -35,13 +35,16 @@ CASES += [
         ("no_data", cases.EMPTY),
     ]
 ]
-# app_feature_usage merges whole days of its roll-up with the raw rows of the partial days: edges on both sides, one
-# side only, both in one day, and a filter through both halves (empty features: test_empty_features_... below)
+# app_feature_usage and api_usage_by_tenant merge whole days of their roll-ups (api_usage_by_tenant's users: the
+# days of each user) with the raw rows of the partial days: edges on both sides, one side only, both in one day
+# (empty features: test_empty_features_... below)
 _DEVICE = cases._top(ROWS["app_events"], "device_type")
+CASES += [("app_feature_usage", "few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS})]
 CASES += [
-    ("app_feature_usage", case, params)
+    (endpoint, case, params)
+    for endpoint in ("app_feature_usage", "api_usage_by_tenant")
     for case, params in [
-        ("few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS}),
+        ("few_days", cases.FEW_DAYS),
         ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
         ("to_an_unaligned_end_top_3", {"end_date": "2025-04-10 13:17:45", "limit": "3"}),
         ("within_one_hour", cases.ONE_HOUR),
