@@ -35,14 +35,15 @@ CASES += [
         ("no_data", cases.EMPTY),
     ]
 ]
-# app_feature_usage and api_usage_by_tenant merge whole days of their roll-ups (api_usage_by_tenant's users: the
-# days of each user) with the raw rows of the partial days: edges on both sides, one side only, both in one day
-# (empty features: test_empty_features_... below)
+# app_feature_usage, api_usage_by_tenant and geographic_distribution merge whole days of their roll-ups (the last
+# two count users from the days of each user) with the raw rows of the partial days: edges on both sides, one side
+# only, both in one day (empty features: test_empty_features_... below)
 _DEVICE = cases._top(ROWS["app_events"], "device_type")
 CASES += [("app_feature_usage", "few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS})]
+CASES += [("geographic_distribution", "few_days_one_tenant", {"tenant_id": _TENANT, **cases.FEW_DAYS})]
 CASES += [
     (endpoint, case, params)
-    for endpoint in ("app_feature_usage", "api_usage_by_tenant")
+    for endpoint in ("app_feature_usage", "api_usage_by_tenant", "geographic_distribution")
     for case, params in [
         ("few_days", cases.FEW_DAYS),
         ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
