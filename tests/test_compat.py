@@ -181,6 +181,9 @@ def test_tinybird_sql_semantics(requests):
     # `max_threads()` and `activate()` in a template are settings of the query the pipe runs (Tinybird's parser
     # refuses them in the SQL itself); max_threads is bounded by the machine's cores
     assert requests.data("hinted") == [{"domain": "a.com", "hits": 3}]
+    again = requests.pipe("hinted")  # kept like any answer: the settings do not hide the tables it reads
+    assert again.json()["data"] == [{"domain": "a.com", "hits": 3}]
+    assert 'cache;desc="hit"' in again.headers["Server-Timing"], again.headers["Server-Timing"]
     explained = requests.http.get(requests.url("/v0/pipes/hinted/explain"), headers=requests.auth()).json()
     settings = f"SETTINGS max_threads = {os.cpu_count()}, optimize_aggregation_in_order = 1"
     assert explained["debug_query"].endswith(f"\n{settings}"), explained["debug_query"]

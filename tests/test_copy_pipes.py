@@ -70,6 +70,7 @@ FILES = {
         NODE big
         SQL >
             %
+            {{ max_threads(2) }}
             SELECT id, shop, amount FROM sales
             WHERE amount >= {{ Float64(min_amount, 0, description="Smallest amount copied") }}
 

@@ -17,7 +17,7 @@ from usage_analytics.local.auth import TokenStore
 from usage_analytics.local.engine import EngineError
 from usage_analytics.local.errors import RequestError, engine_failure
 from usage_analytics.local.http.limits import RequestLimits
-from usage_analytics.local.pipes import with_hints
+from usage_analytics.local.pipes import with_hints, without_hints
 from usage_analytics.local.settings import ServerSettings
 from usage_analytics.local.workspace import query_error
 
@@ -183,3 +183,4 @@ def test_with_aliases_named_like_a_column_are_found(sql, found):
 )
 def test_query_hints_become_the_querys_settings(sql, hints, expected):
     assert with_hints(sql, hints) == expected
+    assert without_hints(expected) == sql  # what the result cache's parser reads

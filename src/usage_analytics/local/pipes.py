@@ -43,6 +43,8 @@ GENERATOR_TABLES = {("system", name) for name in ("numbers", "numbers_mt", "one"
 # `backend_hint()` (one backend) or `cache_ttl()` (the result cache is exact: answers never outlive a write).
 _ACTIVATED = {"optimize_aggregation_in_order": "optimize_aggregation_in_order = 1"}
 _TRAILING_SETTINGS = re.compile(r"\bSETTINGS\b[^()]*$", re.IGNORECASE)
+_HINT = r"(?:max_threads = \d+|optimize_aggregation_in_order = 1)"
+_HINTS_ADDED = re.compile(rf"\n(?:SETTINGS|,) {_HINT}(?:, {_HINT})*$")  # what with_hints appends, and nothing else
 
 
 def _valid_datetime(value: str, with_fraction: bool) -> bool:
@@ -121,6 +123,11 @@ def with_hints(sql: str, hints: dict) -> str:
         return sql
     joined = ", ".join(settings)
     return f"{sql}\n, {joined}" if _TRAILING_SETTINGS.search(blanked(sql)) else f"{sql}\nSETTINGS {joined}"
+
+
+def without_hints(sql: str) -> str:
+    """`sql` without the settings `with_hints` added (what Tinybird's parser reads: it refuses those settings)."""
+    return _HINTS_ADDED.sub("", sql)
 
 
 def _template_sql(node: Node) -> str | None:

@@ -33,6 +33,7 @@ from tinybird.sql_toolset import sql_get_used_tables
 
 from . import ddl
 from .engine import Engine
+from .pipes import without_hints
 from .project import Datasource
 from .rendercache import charge_toolset, text_bytes
 from .settings import DEFAULTS, ServerSettings
@@ -203,7 +204,7 @@ class ReadCache:
                 return None
         charge_toolset(self.cache.toolset_budget, sql)  # Tinybird's toolset keeps what it parses (rendercache.py)
         try:
-            used = sql_get_used_tables(sql, raising=True, table_functions=True)
+            used = sql_get_used_tables(without_hints(sql), raising=True, table_functions=True)
         except Exception:
             return None
         found = set()
