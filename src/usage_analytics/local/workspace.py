@@ -109,9 +109,7 @@ class Workspace:
                 name: PipeRenderer(p, self._resolve_table, self._render_cache, self.secrets.names, (self.database,))
                 for name, p in project.pipes.items()
             }
-            self._builder.create_views(
-                project, lambda pipe: self._renderers[pipe.name].render({}, pipe.output_node.name), report
-            )
+            self._builder.create_views(project, self._materialized_select, report)
             self.tokens.sync(project)
             for pipe in project.endpoints:
                 report.add(f"endpoint {pipe}: /v0/pipes/{pipe}.json")
@@ -309,11 +307,16 @@ class Workspace:
             self.engine.query(f"DROP TABLE IF EXISTS {self._table(shadow)}")
         return matching
 
+    def _materialized_select(self, pipe: Pipe) -> str:
+        """A materialized pipe's SELECT, without query hints: a view runs on each inserted block, and Tinybird's
+        parser, which reads the SELECT for the tables it is fed by, refuses those settings."""
+        return self._renderers[pipe.name].render({}, pipe.output_node.name, hints=False)
+
     def materializations_fed_by(self, ds: Datasource) -> list[tuple[Pipe, str]]:
         """The materialized pipes that read `ds`, each with its rendered SELECT."""
         fed = []
         for pipe in self.project.materializations.values():
-            select = self._renderers[pipe.name].render({}, pipe.output_node.name)
+            select = self._materialized_select(pipe)
             if (self.database, ds.name) in {(t[0], t[1]) for t in sql_get_used_tables(select, table_functions=False)}:
                 fed.append((pipe, select))
         return fed
