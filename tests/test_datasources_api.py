@@ -129,6 +129,13 @@ def assert_rollups_agree(target) -> None:
         "FROM events_weekly_users_mv GROUP BY week, user_id) GROUP BY week, user_id HAVING n != 0"
     )
     assert weeks == [], f"events_weekly_users_mv disagrees with events: {weeks[:5]}"
+    days = target.sql(  # each (tenant, user, region)'s days, against the raw days (a day listed in two rows is one)
+        "SELECT tenant_id, user_id, region, day, sum(n) AS n FROM (SELECT DISTINCT tenant_id, user_id, region, "
+        "toDate(timestamp) AS day, toInt64(1) AS n FROM api_logs UNION ALL SELECT tenant_id, user_id, region, day, "
+        "toInt64(-1) FROM (SELECT DISTINCT tenant_id, user_id, region, arrayJoin(days) AS day "
+        "FROM api_logs_tenant_users_mv)) GROUP BY tenant_id, user_id, region, day HAVING n != 0"
+    )
+    assert days == [], f"api_logs_tenant_users_mv disagrees with api_logs: {days[:5]}"
 
 
 def test_append_ndjson_csv_and_parquet_files(server):
