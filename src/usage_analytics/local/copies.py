@@ -21,7 +21,6 @@ from croniter import croniter
 
 from .engine import EngineError, quote_name
 from .errors import NotFound, bad_request
-from .pipes import with_hints
 from .rewrite import shadow_table, swap_in
 from .workspace import ImportResult, Workspace, query_error
 from .workspaces import Registry
@@ -40,9 +39,8 @@ def run_copy(ws: Workspace, name: str, values: dict[str, str], mode: str | None 
     if mode not in ("append", "replace"):
         raise bad_request(f"Invalid _mode '{mode}': use append or replace")
     target = ws.datasource(node.target)
-    select, hints = ws._renderers[name].render_parts(values)  # a bad or missing parameter is a 400 here
-    ws._check_read(select, set())  # a copy reads as an endpoint does: only this workspace's datasources and pipes
-    select = with_hints(select, hints)  # after the check, which refuses those settings in the pipe's own SQL
+    # a bad or missing parameter is a 400 here; a copy reads as an endpoint does: this workspace's tables only
+    select = ws.checked_select(ws._renderers[name], values)
     columns = _columns(ws, select, {c.name for c in target.columns}, name)
     names = ", ".join(quote_name(c) for c in columns)
     limits = replace(ws.settings, max_execution_time=ws.settings.copy_max_execution_time)

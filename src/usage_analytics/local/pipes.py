@@ -206,14 +206,12 @@ class PipeRenderer:
         gives the shape of the result without real values: what DESCRIBE needs for the OpenAPI document.
         """
         if test_mode or self._cache is None:
-            sql, given = self.render_parts(values, node_name, test_mode)
-            return with_hints(sql, given) if hints else sql
+            return self._render(values, node_name, test_mode, hints)
         key = self._key(values, node_name, hints)
         params = key[2]
         sql = self._cache.get(key)
         if sql is None:
-            sql, given = self.render_parts(values, node_name, test_mode)
-            sql = with_hints(sql, given) if hints else sql
+            sql = self._render(values, node_name, test_mode, hints)
             if not self._reads_pipes:  # only what rendered without error: a bad request is checked every time
                 self._cache.put(key, sql, text_bytes(*(text for pair in params for text in pair)))
         return sql
@@ -227,6 +225,10 @@ class PipeRenderer:
         # many of them must not fill the cache
         params = tuple(sorted((k, v) for k, v in values.items() if k in self.parameters))
         return (self._serial, node_name, params, hints)
+
+    def _render(self, values: dict[str, str], node_name: str | None, test_mode: bool, hints: bool) -> str:
+        sql, given = self.render_parts(values, node_name, test_mode)
+        return with_hints(sql, given) if hints else sql
 
     def render_parts(
         self, values: dict[str, str], node_name: str | None = None, test_mode: bool = False

@@ -389,10 +389,16 @@ class Workspace:
         renderer = PipeRenderer(
             _adhoc_pipe(q, nodes), self._resolve_table, secrets=self.secrets.names, databases=(self.database, "system")
         )
-        select, hints = renderer.render_parts(values or {}, _QUERY_NODE)
-        if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined, before the hints
-            self._check_read(select, set())
-        return with_hints(select, hints), fmt
+        if templated:  # its SQL exists only once rendered: checked as it runs, every node inlined
+            return self.checked_select(renderer, values or {}, _QUERY_NODE), fmt
+        return renderer.render(values or {}, _QUERY_NODE), fmt
+
+    def checked_select(self, renderer: PipeRenderer, values: dict[str, str], node_name: str | None = None) -> str:
+        """`renderer`'s SQL for `values`, checked as a read of this workspace (its datasources and pipes only), then
+        with its query hints as settings: added after the check, which refuses those settings in SQL it is given."""
+        select, hints = renderer.render_parts(values, node_name)
+        self._check_read(select, set())
+        return with_hints(select, hints)
 
     def _check_read(self, sql: str, nodes: set[str]) -> None:
         if not _READ_STATEMENT.match(sql):
