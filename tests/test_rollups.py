@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import cases
@@ -121,3 +122,69 @@ def test_empty_features_are_skipped_unless_asked_for_through_both_the_rollup_and
     assert served == target.sql(raw_query("app_feature_usage", params, ROOT))
     assert served == oracle.expected("app_feature_usage", params, {"app_events": rows})
     assert served and all((row["feature"] == "") == ("feature" in params) for row in served)
+
+
+@pytest.fixture(scope="module")
+def feature_events_server(tmp_path_factory):
+    """A server of feature_events, its per-user roll-up and user_feature_usage, empty at the start."""
+    root = tmp_path_factory.mktemp("feature_events")
+    project = root / "project"
+    for path in (
+        "datasources/feature_events.datasource",
+        "datasources/feature_events_user_features_mv.datasource",
+        "pipes/feature_events_user_features.pipe",
+        "endpoints/user_feature_usage.pipe",
+    ):
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, project / path)
+    server = ServerProcess(project, root / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_user_feature_usage_follows_appends_replaces_and_deletes_through_its_rollup(feature_events_server):
+    """The per-user roll-up keeps user_feature_usage equal to its raw form across every kind of write: appends in
+    several batches (partial rows of one key in several parts), a replace of some rows, a delete of others."""
+    target = feature_events_server
+    users = sorted({row["user_id"] for row in ROWS["feature_events"]})[:3]
+    mine = [row for row in ROWS["feature_events"] if row["user_id"] in users]
+    for batch in (mine[0::3], mine[1::3], mine[2::3]):
+        assert target.send("feature_events", batch).json()["successful_rows"] == len(batch)
+    kept = list(mine)
+
+    def check() -> None:
+        for user in users + ["nobody"]:
+            asks = [{"user_id": user}, {}]
+            rows = [row for row in kept if row["user_id"] == user]
+            if rows:
+                asks += [{"user_id": user, "feature_id": rows[0]["feature_id"]}]
+                asks += [{"user_id": user, "product_version": rows[-1]["product_version"]}]
+            for params in asks:
+                served = target.data("user_feature_usage", params)
+                assert served == target.sql(raw_query("user_feature_usage", params, ROOT)), params
+                assert served == oracle.expected("user_feature_usage", params, {"feature_events": kept}), params
+
+    check()
+    # a replace of one user's rows of one day: those rows become one new row, the roll-up is rebuilt to match
+    day = mine[0]["timestamp"][:10]
+    condition = f"user_id = '{users[0]}' AND toDate(timestamp) = '{day}'"
+    new = {**mine[0], "event_id": "evt_replaced", "feature_id": "feature_replaced"}
+    kept = [r for r in kept if not (r["user_id"] == users[0] and r["timestamp"][:10] == day)] + [new]
+    body = "\n".join(json.dumps(r) for r in [new]).encode()
+    answer = target.http.post(
+        target.url("/v0/datasources"),
+        params={"name": "feature_events", "mode": "replace", "replace_condition": condition},
+        files={"ndjson": ("r.ndjson", body)},
+        headers=target.auth(),
+    )
+    assert answer.status_code == 200, answer.text
+    check()
+    # a delete of another user's rows of one feature
+    feature = next(r["feature_id"] for r in kept if r["user_id"] == users[1])
+    url = target.url("/v0/datasources/feature_events/delete")
+    condition = f"user_id = '{users[1]}' AND feature_id = '{feature}'"
+    assert target.http.post(url, data={"delete_condition": condition}, headers=target.auth()).status_code == 200
+    kept = [r for r in kept if not (r["user_id"] == users[1] and r["feature_id"] == feature)]
+    check()

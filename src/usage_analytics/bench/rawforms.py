@@ -129,6 +129,15 @@ def app_feature_usage(p: dict) -> str:
         GROUP BY feature ORDER BY usage_count DESC, feature LIMIT {{limit:Int32}}"""
 
 
+def user_feature_usage(p: dict) -> str:
+    user = "" if "user_id" in p else " AND 0 = 1"  # no user: no rows, as the seed's `AND 0=1`
+    return f"""
+        SELECT user_id, feature_id, product_version, count() AS usage_count, min(timestamp) AS first_usage,
+            max(timestamp) AS last_usage
+        FROM feature_events WHERE {where(p, ("user_id", "feature_id", "product_version"))}{user}
+        GROUP BY user_id, feature_id, product_version ORDER BY usage_count DESC, feature_id, product_version"""
+
+
 def feature_usage_timeline(p: dict) -> str:
     return f"""
         SELECT {_bucket("timestamp", p.get("granularity", "day"))} AS period, feature_id, count() AS usage_count,
@@ -178,6 +187,7 @@ RAW_FORMS = {
         error_analysis,
         feature_usage_summary,
         app_feature_usage,
+        user_feature_usage,
         feature_usage_timeline,
         daily_active_users,
         active_users,
