@@ -41,6 +41,19 @@ CASES += [
 # only, both in one day (empty features: test_empty_features_... below)
 _DEVICE = cases._top(ROWS["app_events"], "device_type")
 CASES += [("app_feature_usage", "few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS})]
+# feature_usage the same way over events, whose rows without a feature count only when asked for by name
+CASES += [
+    ("feature_usage", case, params)
+    for case, params in [
+        ("few_days", cases.FEW_DAYS),
+        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
+        ("to_an_unaligned_end", {"end_date": "2025-04-10 13:17:45"}),
+        ("within_one_hour", cases.ONE_HOUR),
+        ("whole_days", cases.MONTH),
+        ("empty_feature_few_days", {"feature": "", **cases.FEW_DAYS}),
+        ("no_data", cases.EMPTY),
+    ]
+]
 CASES += [("geographic_distribution", "few_days_one_tenant", {"tenant_id": _TENANT, **cases.FEW_DAYS})]
 CASES += [
     (endpoint, case, params)

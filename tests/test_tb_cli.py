@@ -98,7 +98,7 @@ def test_tb_endpoint_data_sends_a_long_url_as_a_form_and_its_parameters_count(ta
 
 
 def test_tb_sql_reads_the_nodes_of_a_pipeline(target, project):
-    query = "SELECT count() AS n FROM filtered_events"
+    query = "SELECT sum(events) AS n FROM whole_days"  # the first node: with no window, every day is whole
     printed = tb(target, project, "--local", "--output", "json", "sql", query, "--pipeline", PIPE).stdout
     assert json.loads(printed)["data"] == [{"n": count(target, "events", "feature != ''")}]
 
@@ -203,16 +203,19 @@ def test_sql_runs_a_pipes_node_as_tb_test_run_sends_it(target):
     assert answer.status_code == 200, answer.text
     row = target.data(PIPE, {"feature": "search_bar"})[0]
     assert answer.text == f"search_bar\t{row['usage_count']}\t{row['unique_users']}\n"
-    # a templated node (`%` first) is rendered with the parameters
-    templated = get(target, "/v0/sql", q=nodes[0]["sql"] + " FORMAT JSON", feature="search_bar")
-    assert templated.status_code == 200 and templated.json()["rows"] == row["usage_count"]
+    # a templated node (`%` first) is rendered with the parameters: session_insights' first node, one user's rows
+    first = get(target, "/v0/pipes/session_insights").json()["nodes"][0]["sql"]
+    templated = get(target, "/v0/sql", q=first + " FORMAT JSON", user_id="user_00000")
+    assert templated.status_code == 200 and templated.json()["rows"] == count(
+        target, "app_events", "user_id = 'user_00000'"
+    )
 
 
 def test_sql_with_a_pipeline_keeps_its_rules(target):
     analyst = token_values(target)["analyst"]
     assert get(target, "/v0/sql", analyst, q="SELECT 1", pipeline=PIPE).status_code == 403
     assert get(target, "/v0/sql", q="SELECT 1", pipeline="no_such_pipe").status_code == 404
-    assert get(target, "/v0/sql", q="SELECT * FROM filtered_events").status_code == 400  # a node needs its pipeline
+    assert get(target, "/v0/sql", q="SELECT * FROM whole_days").status_code == 400  # a node needs its pipeline
     # a template is checked as it renders: no table functions, no other database
     for sql in ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "SELECT * FROM other_db.events"):
         refused = get(target, "/v0/sql", q=f"%\n{sql} WHERE {{{{ String(x) }}}} != ''", x="a")

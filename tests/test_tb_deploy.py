@@ -159,11 +159,12 @@ def test_a_change_goes_live_with_the_rows_kept_and_writes_and_reads_going_on(dep
     assert failures == [] and sent
     after = counts(target)
     assert after["events"] == before["events"] + 20 * len(sent)
-    fed = ("events", "events_daily_users_mv", "events_weekly_users_mv")  # the appends went there
+    fed = ("events", "events_daily_users_mv", "events_weekly_users_mv", "events_daily_features_mv")  # appended to
     assert others(after, *fed) == {**others(before, *fed), "deploy_notes": 0, "deploy_notes_quarantine": 0}
     assert target.data(PROBE) == [{"n": before["tenant_rate_limits"], "plan": "free"}]
     # each roll-up of events holds every row once: those carried over, and those appended before and after the swap
     assert target.sql("SELECT sum(events) AS n FROM events_weekly_users_mv") == [{"n": after["events"]}]
+    assert target.sql("SELECT sum(events) AS n FROM events_daily_features_mv") == [{"n": after["events"]}]
     daily = target.sql("SELECT uniqExactMerge(users) AS n FROM events_daily_users_mv")
     assert daily == target.sql("SELECT uniqExact(user_id) AS n FROM events")
     live = deployments(target)

@@ -111,6 +111,14 @@ def error_analysis(p: dict) -> str:
         ORDER BY error_count DESC, error_type, error_message, status_code LIMIT {{limit:Int32}}"""
 
 
+def feature_usage(p: dict) -> str:
+    features = "" if "feature" in p else " AND feature != ''"
+    return f"""
+        SELECT feature, count() AS usage_count, uniqExact(user_id) AS unique_users
+        FROM events WHERE {where(p, ("feature",))}{features}
+        GROUP BY feature ORDER BY usage_count DESC, feature"""
+
+
 def feature_usage_summary(p: dict) -> str:
     return f"""
         SELECT feature_id, product_version, count() AS usage_count, uniqExact(user_id) AS unique_users,
@@ -185,6 +193,7 @@ RAW_FORMS = {
         geographic_distribution,
         usage_metering,
         error_analysis,
+        feature_usage,
         feature_usage_summary,
         app_feature_usage,
         user_feature_usage,
