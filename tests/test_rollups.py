@@ -41,6 +41,22 @@ CASES += [
 # only, both in one day (empty features: test_empty_features_... below)
 _DEVICE = cases._top(ROWS["app_events"], "device_type")
 CASES += [("app_feature_usage", "few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS})]
+# session_insights merges each session grouping's days (a session may cross midnight): whole days from the roll-up,
+# partial days from the raw rows, newest first, with small limits where the order decides who is in
+_USER = cases._top(ROWS["app_events"], "user_id")
+CASES += [
+    ("session_insights", case, params)
+    for case, params in [
+        ("few_days", cases.FEW_DAYS),
+        ("few_days_one_user", {"user_id": _USER, **cases.FEW_DAYS}),
+        ("one_user_all_time", {"user_id": _USER}),
+        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
+        ("to_an_unaligned_end_top_3", {"end_date": "2025-04-10 13:17:45", "limit": "3"}),
+        ("within_one_hour", cases.ONE_HOUR),
+        ("whole_days_top_1000", {"limit": "1000", **cases.MONTH}),
+        ("no_data", cases.EMPTY),
+    ]
+]
 # feature_usage the same way over events, whose rows without a feature count only when asked for by name
 CASES += [
     ("feature_usage", case, params)
@@ -100,10 +116,15 @@ def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
                 assert values_match(column, got[column], value), (column, got, want)
 
 
+MIDNIGHT = {"user_id": "user_midnight", "session_id": "sess_midnight"}
+MIDNIGHT_AT = ("2025-05-12 23:50:00", "2025-05-13 00:05:00", "2025-05-13 00:20:00")
+
+
 @pytest.fixture(scope="module")
 def app_events_server(tmp_path_factory):
-    """A server of app_events, its feature roll-up and app_feature_usage, holding the fixture's app_events with
-    every fifth row's feature emptied (the fixtures have no empty feature)."""
+    """A server of app_events, its feature and session roll-ups, app_feature_usage and session_insights, holding the
+    fixture's app_events with every fifth row's feature emptied (the fixtures have no empty feature) and a session
+    across midnight."""
     root = tmp_path_factory.mktemp("app_events")
     project = root / "project"
     for path in (
@@ -111,10 +132,17 @@ def app_events_server(tmp_path_factory):
         "datasources/app_events_daily_features_mv.datasource",
         "pipes/app_events_daily_features.pipe",
         "endpoints/app_feature_usage.pipe",
+        "datasources/app_events_daily_sessions_mv.datasource",
+        "pipes/app_events_daily_sessions.pipe",
+        "endpoints/session_insights.pipe",
     ):
         (project / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / path, project / path)
     rows = [{**row, "feature": ""} if k % 5 == 0 else row for k, row in enumerate(ROWS["app_events"])]
+    rows += [
+        {**ROWS["app_events"][0], **MIDNIGHT, "event_id": f"midnight_{k}", "timestamp": moment}
+        for k, moment in enumerate(MIDNIGHT_AT)
+    ]
     server = ServerProcess(project, root / "data")
     try:
         target = server.start()
@@ -201,3 +229,23 @@ def test_user_feature_usage_follows_appends_replaces_and_deletes_through_its_rol
     assert target.http.post(url, data={"delete_condition": condition}, headers=target.auth()).status_code == 200
     kept = [r for r in kept if not (r["user_id"] == users[1] and r["feature_id"] == feature)]
     check()
+
+
+@pytest.mark.parametrize(
+    ("params", "duration"),
+    [
+        ({}, 1800),
+        ({"start_date": "2025-05-12 00:00:00", "end_date": "2025-05-13 23:59:59"}, 1800),  # whole days only
+        ({"start_date": "2025-05-12 23:55:00"}, 900),  # the window cuts the session: its first event is left out
+        ({"end_date": "2025-05-13 00:05:00"}, 900),
+        ({"start_date": "2025-05-13 00:00:00", "end_date": "2025-05-13 00:19:59"}, None),  # one event: duration 0
+    ],
+    ids=["all_time", "whole_days", "cut_at_the_start", "cut_at_the_end", "one_event"],
+)
+def test_a_session_across_midnight_is_one_session_through_the_rollup_and_the_edges(app_events_server, params, duration):
+    target, rows = app_events_server
+    params = {**params, "user_id": MIDNIGHT["user_id"]}
+    served = target.data("session_insights", params)
+    assert served == target.sql(raw_query("session_insights", params, ROOT))
+    assert served == oracle.expected("session_insights", params, {"app_events": rows})
+    assert [row["session_duration_seconds"] for row in served] == ([duration] if duration else [])

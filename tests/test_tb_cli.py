@@ -203,12 +203,12 @@ def test_sql_runs_a_pipes_node_as_tb_test_run_sends_it(target):
     assert answer.status_code == 200, answer.text
     row = target.data(PIPE, {"feature": "search_bar"})[0]
     assert answer.text == f"search_bar\t{row['usage_count']}\t{row['unique_users']}\n"
-    # a templated node (`%` first) is rendered with the parameters: session_insights' first node, one user's rows
-    first = get(target, "/v0/pipes/session_insights").json()["nodes"][0]["sql"]
-    templated = get(target, "/v0/sql", q=first + " FORMAT JSON", user_id="user_00000")
-    assert templated.status_code == 200 and templated.json()["rows"] == count(
-        target, "app_events", "user_id = 'user_00000'"
-    )
+    # a templated node (`%` first) is rendered with the parameters: rate_limit_usage's first node, one tenant's limits
+    first = get(target, "/v0/pipes/rate_limit_usage").json()["nodes"][0]["sql"]
+    tenant = target.sql("SELECT tenant_id FROM tenant_rate_limits LIMIT 1")[0]["tenant_id"]
+    templated = get(target, "/v0/sql", q=first + " FORMAT JSON", tenant_id=tenant)
+    limits = target.sql(f"SELECT count() AS n FROM tenant_rate_limits FINAL WHERE tenant_id = '{tenant}'")[0]["n"]
+    assert templated.status_code == 200 and templated.json()["rows"] == limits > 0
 
 
 def test_sql_with_a_pipeline_keeps_its_rules(target):

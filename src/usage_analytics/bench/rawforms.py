@@ -119,6 +119,17 @@ def feature_usage(p: dict) -> str:
         GROUP BY feature ORDER BY usage_count DESC, feature"""
 
 
+def session_insights(p: dict) -> str:
+    keys = "session_id, user_id, device_type, browser, os, location"
+    return f"""
+        SELECT session_id, user_id, min(timestamp) AS session_start, max(timestamp) AS session_end,
+            dateDiff('second', session_start, session_end) AS session_duration_seconds, count() AS event_count,
+            device_type, browser, os, location
+        FROM app_events WHERE {where(p, ("user_id",))}
+        GROUP BY {keys} HAVING session_duration_seconds > 0
+        ORDER BY session_start DESC, {keys} LIMIT {{limit:Int32}}"""
+
+
 def feature_usage_summary(p: dict) -> str:
     return f"""
         SELECT feature_id, product_version, count() AS usage_count, uniqExact(user_id) AS unique_users,
@@ -196,6 +207,7 @@ RAW_FORMS = {
         feature_usage,
         feature_usage_summary,
         app_feature_usage,
+        session_insights,
         user_feature_usage,
         feature_usage_timeline,
         daily_active_users,
