@@ -152,6 +152,7 @@ def app_events_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize(
     "params",
     [{}, cases.ODD, cases.ONE_HOUR, {"feature": ""}, {"feature": "", **cases.FEW_DAYS}, {"device_type": "mobile"}],
@@ -185,6 +186,7 @@ def feature_events_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.mark.embedded
 def test_user_feature_usage_follows_appends_replaces_and_deletes_through_its_rollup(feature_events_server):
     """The per-user roll-up keeps user_feature_usage equal to its raw form across every kind of write: appends in
     several batches (partial rows of one key in several parts), a replace of some rows, a delete of others."""
@@ -231,6 +233,7 @@ def test_user_feature_usage_follows_appends_replaces_and_deletes_through_its_rol
     check()
 
 
+@pytest.mark.embedded
 @pytest.mark.parametrize(
     ("params", "duration"),
     [
