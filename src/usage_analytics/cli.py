@@ -11,11 +11,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import click
-import requests
 from dotenv import load_dotenv
 
 from .local.settings import DEFAULTS, ServerSettings
 
+# `requests` is imported inside the commands that call a server: a server start (`local`) does not need it
 DEFAULT_HOST = "http://127.0.0.1:7181"
 
 
@@ -175,6 +175,8 @@ def _limits(pairs: tuple[str, ...]) -> dict[str, int | float]:
 
 
 def _host_and_token(host: str | None, token: str | None) -> tuple[str, str]:
+    import requests
+
     host = (host or os.environ.get("TB_HOST") or DEFAULT_HOST).rstrip("/")
     token = token or os.environ.get("TB_TOKEN")
     if not token:
@@ -190,6 +192,8 @@ def _host_and_token(host: str | None, token: str | None) -> tuple[str, str]:
 @click.option("--token", help="Admin token (default: TB_TOKEN, or asked of a local server's /tokens).")
 def build(host: str | None, token: str | None) -> None:
     """Apply changed datafiles to a running embedded server, without a restart."""
+    import requests
+
     host, token = _host_and_token(host, token)
     try:
         response = requests.post(f"{host}/v0/build", headers={"Authorization": f"Bearer {token}"}, timeout=300)
@@ -296,6 +300,8 @@ def _table(meta: list[dict], rows: list[dict]) -> str:
 @click.option("--token", help="Token that may read the endpoint (default: TB_TOKEN or the local admin token).")
 def query(endpoint: str, params: tuple[str, ...], fmt: str, host, token) -> None:
     """Print an endpoint's result: a table, JSON or CSV."""
+    import requests
+
     values = _pairs(params, "--param")
     host, token = _host_and_token(host, token)
     ext = "csv" if fmt == "csv" else "json"
@@ -362,6 +368,8 @@ def token() -> None:
 
 
 def _tokens(host: str | None, admin: str | None) -> list[dict]:
+    import requests
+
     host, admin = _host_and_token(host, admin)
     try:
         response = requests.get(f"{host}/v0/tokens", headers={"Authorization": f"Bearer {admin}"}, timeout=10)
@@ -412,6 +420,7 @@ def _duration(text: str) -> int:
 def token_jwt(pipes, fixed, ttl: str, name: str, rps, host, admin) -> None:
     """Mint a JWT signed with the workspace admin token (as Tinybird's JWTs are)."""
     import jwt
+    import requests
 
     host, admin = _host_and_token(host, admin)
     fixed_params = _pairs(fixed, "--fixed")

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlparse
 
-import requests
-import urllib3
 from isal import isal_zlib
 
 from .errors import Forbidden, RequestError, bad_request
 from .settings import ServerSettings
 
 if TYPE_CHECKING:
+    import requests
+
     from .workspace import Workspace
 
 CHUNK = 64 * 1024
@@ -71,6 +71,8 @@ def _open_file(url: str, host: str, path: str, admin: bool, workspace: Workspace
 
 
 def _download(url: str, settings: ServerSettings) -> BinaryIO:
+    import requests  # here, not at the top: a server that never fetches a URL does not pay for importing it at start
+
     session = requests.Session()
     session.trust_env = False  # no proxy or .netrc credentials from the server's environment go to a caller's URL
     session.max_redirects = _MAX_REDIRECTS
@@ -129,6 +131,8 @@ class _Download(io.RawIOBase):
         super().close()
 
     def _received(self) -> Iterator[bytes]:
+        import urllib3  # imported by requests already, in _download
+
         chunks = self._response.raw.stream(CHUNK, decode_content=False)
         while True:
             if time.monotonic() > self._deadline:
