@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cases
 import oracle
@@ -116,6 +117,15 @@ def test_rollup_answer_equals_the_raw_answer(target, endpoint, case, params):
                 assert values_match(column, got[column], value), (column, got, want)
 
 
+def project_of(root: Path, *paths: str) -> Path:
+    """root/project holding these datafiles of the project, at the same paths."""
+    project = root / "project"
+    for path in paths:
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, project / path)
+    return project
+
+
 MIDNIGHT = {"user_id": "user_midnight", "session_id": "sess_midnight"}
 MIDNIGHT_AT = ("2025-05-12 23:50:00", "2025-05-13 00:05:00", "2025-05-13 00:20:00")
 
@@ -126,8 +136,8 @@ def app_events_server(tmp_path_factory):
     fixture's app_events with every fifth row's feature emptied (the fixtures have no empty feature) and a session
     across midnight."""
     root = tmp_path_factory.mktemp("app_events")
-    project = root / "project"
-    for path in (
+    project = project_of(
+        root,
         "datasources/app_events.datasource",
         "datasources/app_events_daily_features_mv.datasource",
         "pipes/app_events_daily_features.pipe",
@@ -135,9 +145,7 @@ def app_events_server(tmp_path_factory):
         "datasources/app_events_daily_sessions_mv.datasource",
         "pipes/app_events_daily_sessions.pipe",
         "endpoints/session_insights.pipe",
-    ):
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / path, project / path)
+    )
     rows = [{**row, "feature": ""} if k % 5 == 0 else row for k, row in enumerate(ROWS["app_events"])]
     rows += [
         {**ROWS["app_events"][0], **MIDNIGHT, "event_id": f"midnight_{k}", "timestamp": moment}
@@ -170,15 +178,13 @@ def test_empty_features_are_skipped_unless_asked_for_through_both_the_rollup_and
 def feature_events_server(tmp_path_factory):
     """A server of feature_events, its per-user roll-up and user_feature_usage, empty at the start."""
     root = tmp_path_factory.mktemp("feature_events")
-    project = root / "project"
-    for path in (
+    project = project_of(
+        root,
         "datasources/feature_events.datasource",
         "datasources/feature_events_user_features_mv.datasource",
         "pipes/feature_events_user_features.pipe",
         "endpoints/user_feature_usage.pipe",
-    ):
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / path, project / path)
+    )
     server = ServerProcess(project, root / "data")
     try:
         yield server.start()
