@@ -87,6 +87,16 @@ def emptied(target: Target, datasource: str = "events") -> Target:
     return target
 
 
+def post_file(target: Target, params: dict, field: str, filename: str, content: bytes, token: str | None = None):
+    """A file sent to the Data Sources API (`POST /v0/datasources`) as the multipart field `field`."""
+    return target.http.post(
+        target.url("/v0/datasources"),
+        params=params,
+        files={field: (filename, content)},
+        headers=target.auth(token),
+    )
+
+
 def write_files(folder: Path, files: dict[str, str]) -> Path:
     """A project written by a test: each file's text (indented in the test) at its path under `folder`."""
     for name, text in files.items():

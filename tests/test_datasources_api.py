@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from conftest import ROOT, ServerProcess, count, run_cli, token_values
+from conftest import ROOT, ServerProcess, count, post_file, run_cli, token_values
 
 from usage_analytics.ingest import EventsClient
 
@@ -86,15 +86,6 @@ def as_csv(rows: list[dict], header: bool = True, delimiter: str = ",") -> bytes
         writer.writerow(API_COLUMNS)
     writer.writerows([[r[c] for c in API_COLUMNS] for r in rows])
     return out.getvalue().encode()
-
-
-def post_file(target, params: dict, field: str, filename: str, content: bytes, token: str | None = None):
-    return target.http.post(
-        target.url("/v0/datasources"),
-        params=params,
-        files={field: (filename, content)},
-        headers=target.auth(token),
-    )
 
 
 API_ROLLUPS = [  # roll-up, its request count, its latency sum (None: it keeps none), the raw rows it counts

@@ -9,7 +9,7 @@ from pathlib import Path
 import cases
 import oracle
 import pytest
-from conftest import ROOT, ServerProcess
+from conftest import ROOT, ServerProcess, post_file
 from matching import is_percentile, values_match
 
 from usage_analytics.bench.rawforms import RAW_FORMS, raw_query
@@ -42,6 +42,19 @@ CASES += [
 # only, both in one day (empty features: test_empty_features_... below)
 _DEVICE = cases._top(ROWS["app_events"], "device_type")
 CASES += [("app_feature_usage", "few_days_one_device", {"device_type": _DEVICE, **cases.FEW_DAYS})]
+CASES += [("geographic_distribution", "few_days_one_tenant", {"tenant_id": _TENANT, **cases.FEW_DAYS})]
+CASES += [
+    (endpoint, case, params)
+    for endpoint in ("app_feature_usage", "api_usage_by_tenant", "geographic_distribution")
+    for case, params in [
+        ("few_days", cases.FEW_DAYS),
+        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
+        ("to_an_unaligned_end_top_3", {"end_date": "2025-04-10 13:17:45", "limit": "3"}),
+        ("within_one_hour", cases.ONE_HOUR),
+        ("whole_days", cases.MONTH),
+        ("no_data", cases.EMPTY),
+    ]
+]
 # session_insights merges each session grouping's days (a session may cross midnight): whole days from the roll-up,
 # partial days from the raw rows, newest first, with small limits where the order decides who is in
 _USER = cases._top(ROWS["app_events"], "user_id")
@@ -58,7 +71,8 @@ CASES += [
         ("no_data", cases.EMPTY),
     ]
 ]
-# feature_usage the same way over events, whose rows without a feature count only when asked for by name
+# feature_usage merges its roll-up's whole days with the raw partial days as app_feature_usage does, over events,
+# whose rows without a feature count only when asked for by name
 CASES += [
     ("feature_usage", case, params)
     for case, params in [
@@ -68,19 +82,6 @@ CASES += [
         ("within_one_hour", cases.ONE_HOUR),
         ("whole_days", cases.MONTH),
         ("empty_feature_few_days", {"feature": "", **cases.FEW_DAYS}),
-        ("no_data", cases.EMPTY),
-    ]
-]
-CASES += [("geographic_distribution", "few_days_one_tenant", {"tenant_id": _TENANT, **cases.FEW_DAYS})]
-CASES += [
-    (endpoint, case, params)
-    for endpoint in ("app_feature_usage", "api_usage_by_tenant", "geographic_distribution")
-    for case, params in [
-        ("few_days", cases.FEW_DAYS),
-        ("from_an_unaligned_start", {"start_date": "2025-05-20 08:03:12"}),
-        ("to_an_unaligned_end_top_3", {"end_date": "2025-04-10 13:17:45", "limit": "3"}),
-        ("within_one_hour", cases.ONE_HOUR),
-        ("whole_days", cases.MONTH),
         ("no_data", cases.EMPTY),
     ]
 ]
@@ -221,13 +222,8 @@ def test_user_feature_usage_follows_appends_replaces_and_deletes_through_its_rol
     condition = f"user_id = '{users[0]}' AND toDate(timestamp) = '{day}'"
     new = {**mine[0], "event_id": "evt_replaced", "feature_id": "feature_replaced"}
     kept = [r for r in kept if not (r["user_id"] == users[0] and r["timestamp"][:10] == day)] + [new]
-    body = "\n".join(json.dumps(r) for r in [new]).encode()
-    answer = target.http.post(
-        target.url("/v0/datasources"),
-        params={"name": "feature_events", "mode": "replace", "replace_condition": condition},
-        files={"ndjson": ("r.ndjson", body)},
-        headers=target.auth(),
-    )
+    params = {"name": "feature_events", "mode": "replace", "replace_condition": condition}
+    answer = post_file(target, params, "ndjson", "r.ndjson", json.dumps(new).encode())
     assert answer.status_code == 200, answer.text
     check()
     # a delete of another user's rows of one feature
