@@ -146,13 +146,22 @@ def test_an_unusable_data_dir_is_a_clear_error(tmp_path):
     assert "cannot use data dir" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_fsync_mode_applies_the_table_settings(tmp_path):
+def test_fsync_mode_applies_the_table_settings_and_a_restart_without_it_takes_them_off(tmp_path):
+    def table_settings(target) -> str:
+        found = target.sql("SELECT create_table_query FROM system.tables WHERE name = 'events' AND database = 'tb'")
+        return found[0]["create_table_query"]
+
     server = ServerProcess(slice_project(tmp_path / "project"), tmp_path / "data")
     server.extra_args = ["--fsync"]
     target = server.start()
     try:
-        settings = target.sql("SELECT create_table_query FROM system.tables WHERE name = 'events' AND database = 'tb'")
-        assert "fsync_after_insert = 1" in settings[0]["create_table_query"]
+        assert "fsync_after_insert = 1, fsync_part_directory = 1" in table_settings(target)
+    finally:
+        server.stop()
+    server.extra_args = []
+    target = server.start()
+    try:
+        assert "fsync_after_insert = 0, fsync_part_directory = 0" in table_settings(target)
     finally:
         server.stop()
 

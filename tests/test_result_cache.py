@@ -282,6 +282,32 @@ def test_answers_that_depend_on_the_clock_or_chance_are_never_kept(served, fn):
     assert [read(served, "clocked", fn=fn)[1] for _ in range(2)] == ["bypass", "bypass"]
 
 
+def test_the_list_of_non_deterministic_functions_is_kept_per_chdb_build_and_a_bad_copy_is_asked_again(
+    tmp_path, monkeypatch
+):
+    """The list comes from ClickHouse once per chDB build, into the cache folder; what that file says is what the
+    server goes by, and a file that does not parse is replaced by a fresh answer."""
+    monkeypatch.setenv("USAGE_ANALYTICS_CACHE", str(tmp_path / "cache"))
+    server = ServerProcess(write_project(tmp_path / "project"), tmp_path / "data")
+
+    def clocked_twice() -> list[str]:
+        target = server.start()
+        try:
+            return [read(target, "clocked", fn="now")[1] for _ in range(2)]
+        finally:
+            server.stop()
+
+    assert clocked_twice() == ["bypass", "bypass"]
+    (kept,) = (tmp_path / "cache/functions").iterdir()
+    names = json.loads(kept.read_text())
+    assert {"now", "today", "rand", "generateUUIDv4"} <= set(names)
+    kept.write_text(json.dumps([name for name in names if name != "now"]))
+    assert clocked_twice() == ["miss", "hit"]  # the kept list decides: not asked again
+    kept.write_text("{not json")
+    assert clocked_twice() == ["bypass", "bypass"]
+    assert json.loads(kept.read_text()) == names
+
+
 def test_a_function_named_in_a_string_is_no_reason_to_bypass(served):
     assert [read(served, "clocked", fn="none")[1] for _ in range(2)] == ["miss", "hit"]
 

@@ -15,8 +15,10 @@ class Tables:
     def __init__(self, **rows: int):
         self.rows = rows
 
-    def table_exists(self, name: str, database: str) -> bool:
-        return name in self.rows
+    def tables(self, database: str) -> dict[str, dict]:
+        return {
+            name: {"name": name, "engine": "MergeTree", "engine_full": "MergeTree ORDER BY id"} for name in self.rows
+        }
 
     def row_count(self, name: str, database: str) -> int:
         return self.rows[name]

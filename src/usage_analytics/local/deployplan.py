@@ -72,8 +72,9 @@ def plan(live: Project, uploaded: Project, engine: Engine, database: str, allow_
         destructive += [(name, files[name], why) for name, why in lossy.items()]
         kept = {name: ds for name, ds in uploaded.datasources.items() if name not in lossy}
         actions = build.plan(replace(uploaded, datasources=kept), held, engine, database)
+    tables = engine.tables(database) if changes.deleted_datasources else {}
     for name in changes.deleted_datasources:
-        rows = engine.row_count(name, database) if engine.table_exists(name, database) else 0
+        rows = engine.row_count(name, database) if name in tables else 0
         why = f"datasource {name} is deleted, and with it the {rows} rows it holds"
         destructive.append((name, build.filename(live, live.datasources[name].path), why))
     result = DeployPlan(changes, {name: _DATA.get(actions.get(name), "fresh") for name in uploaded.datasources})

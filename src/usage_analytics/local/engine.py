@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from chdb import session as chdb_session
@@ -154,11 +155,12 @@ class Engine:
         with contextlib.suppress(Exception):
             sess.close()
 
-    def insert_select(self, table: str, select: str) -> None:
+    def insert_select(self, table: str, select: str, columns: Iterable[str] | None = None) -> None:
         """Insert what `select` gives into `table` as a materialized view would: each output column into the
         table's column of that name, whatever the order (a plain `INSERT ... SELECT` goes by position); a column
-        the table lacks is left out and one the select lacks gets its DEFAULT."""
-        present = {row["name"] for row in self.rows(f"DESCRIBE TABLE {table}")}
+        the table lacks is left out and one the select lacks gets its DEFAULT. `columns`: the table's, when the
+        caller knows them (else the table is described)."""
+        present = set(columns) if columns is not None else {row["name"] for row in self.rows(f"DESCRIBE TABLE {table}")}
         names = [row["name"] for row in self.rows(f"DESCRIBE ({select})") if row["name"] in present]
         columns = ", ".join(quote_name(name) for name in names)
         self.query(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({select})")
@@ -171,13 +173,13 @@ class Engine:
         rows = self.rows(sql, params)
         return next(iter(rows[0].values())) if rows else None
 
-    def table_exists(self, name: str, database: str = DATABASE) -> bool:
-        return bool(
-            self.scalar(
-                "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {name:String}",
-                {"db": database, "name": name},
-            )
+    def tables(self, database: str = DATABASE) -> dict[str, dict]:
+        """Every table and view of `database` by name, each with its `engine` and `engine_full` (the engine with its
+        clauses, SETTINGS included): one read of system.tables where a build would otherwise ask once per table."""
+        rows = self.rows(
+            "SELECT name, engine, engine_full FROM system.tables WHERE database = {db:String}", {"db": database}
         )
+        return {row["name"]: row for row in rows}
 
     def row_count(self, name: str, database: str = DATABASE) -> int:
         return int(self.scalar(f"SELECT count() FROM {database}.`{name}`") or 0)

@@ -294,14 +294,20 @@ def _cached(kind: str, path: Path) -> Datasource | Pipe:
     text = json.dumps(asdict(loaded))
     if _from_json(kind, json.loads(text)) != loaded:
         return loaded  # a value JSON does not give back as it was (none today): not kept
+    keep(entry, text)
+    return loaded
+
+
+def keep(entry: Path, text: str) -> None:
+    """Write a cache entry whole or not at all (also with several servers starting at once); a cache that cannot
+    be written is no cache, not an error."""
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         partial = entry.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(text)
-        os.replace(partial, entry)  # whole or not at all, also with several servers starting at once
+        os.replace(partial, entry)
     except OSError:
         pass
-    return loaded
 
 
 def _load_each(paths: list[Path], kind: str, problems: list[tuple[Path | None, str]]) -> list:

@@ -19,6 +19,7 @@ workspaces of a server (one chDB engine) share one budget.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import sys
 import threading
@@ -29,12 +30,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import chdb
 from tinybird.sql_toolset import sql_get_used_tables
 
 from . import ddl
 from .engine import Engine
 from .pipes import without_hints
-from .project import Datasource
+from .project import Datasource, cache_dir, keep
 from .rendercache import charge_toolset, text_bytes
 from .settings import DEFAULTS, ServerSettings
 
@@ -115,10 +117,24 @@ def shared_cache(engine: Engine, settings: ServerSettings) -> ResultCache:
     with _shared_lock:
         cache = _shared.get(engine)
         if cache is None:
-            names = engine.rows("SELECT name FROM system.functions WHERE deterministic = 0")
-            volatile = frozenset(row["name"].lower() for row in names) - _DETERMINISTIC_HERE
+            volatile = frozenset(name.lower() for name in non_deterministic_functions(engine)) - _DETERMINISTIC_HERE
             cache = _shared[engine] = ResultCache(settings.result_cache_bytes, volatile, settings.render_cache_bytes)
         return cache
+
+
+def non_deterministic_functions(engine: Engine) -> list[str]:
+    """What ClickHouse calls non-deterministic, as this chDB build lists it: asked once per build of chDB and kept
+    in the cache folder (the query is 70 to 100 ms of every server start)."""
+    entry = cache_dir() / "functions" / f"{chdb.__version__}-{chdb.engine_version}-non-deterministic.json"
+    try:
+        names = json.loads(entry.read_text())
+        if isinstance(names, list) and names and all(isinstance(name, str) for name in names):
+            return names
+    except (OSError, ValueError):
+        pass
+    names = [row["name"] for row in engine.rows("SELECT name FROM system.functions WHERE deterministic = 0")]
+    keep(entry, json.dumps(names))
+    return names
 
 
 class DataVersions:
