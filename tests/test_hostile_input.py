@@ -135,3 +135,25 @@ def test_sql_injection_through_sql_is_refused_by_the_engine(target, intact):
     ]:
         response = requests.get(target.url("/v0/sql"), params={"q": query}, headers=target.auth(), timeout=10)
         assert response.status_code == 400, (query, response.text)
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize(
+    ("query", "mentions", "name"),
+    [
+        ("SELECT nope FROM events", "`nope`", "UNKNOWN_IDENTIFIER"),
+        # a pipe read through /v0/sql: its nodes are inlined, and none of their SQL comes back
+        ("SELECT count() FROM feature_usage WHERE nope = 1", "`nope`", "UNKNOWN_IDENTIFIER"),
+        ("SELECT toDate('x') FROM events", "Cannot parse date", "CANNOT_PARSE_DATE"),
+        ("SELECT count() FROM user_activity WHERE request_count = 'x'", "Cannot convert string 'x'", "TYPE_MISMATCH"),
+    ],
+)
+def test_a_failed_query_says_what_failed_without_the_engines_internals(target, query, mentions, name):
+    """Tinybird's wording: `[Error] <what>. (<ClickHouse's name>)`, without ClickHouse's code prefix, the echo of the
+    query it failed on (the SQL of the pipe's nodes and its roll-ups) or the database the tables are kept in."""
+    response = requests.get(target.url("/v0/sql"), params={"q": query}, headers=target.auth(), timeout=10)
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]
+    assert message.startswith("[Error] ") and mentions in message and message.endswith(f". ({name})"), message
+    for internal in ("DB::Exception", "Code: ", "In scope", "While processing", "tb.", "_mv", "SELECT", "endpoint"):
+        assert internal not in message, message

@@ -184,3 +184,28 @@ def test_with_aliases_named_like_a_column_are_found(sql, found):
 def test_query_hints_become_the_querys_settings(sql, hints, expected):
     assert with_hints(sql, hints) == expected
     assert without_hints(expected) == sql  # what the result cache's parser reads
+
+
+@pytest.mark.parametrize(
+    ("engine_says", "caller_reads"),
+    [
+        (
+            "Code: 60. DB::Exception: Unknown table expression identifier 'tb.nothere' in scope SELECT 1. (X)",
+            "[Error] Unknown table expression identifier 'nothere'. (X)",
+        ),
+        (
+            "Code: 47. DB::Exception: Unknown expression identifier `x`. In scope SELECT x FROM tb.`events`. "
+            "(UNKNOWN_IDENTIFIER)",
+            "[Error] Unknown expression identifier `x`. (UNKNOWN_IDENTIFIER)",
+        ),
+        ("Code: 1. DB::Exception: Code: 1. DB::Exception: tb.`a` and stb.b. (X)", "[Error] `a` and stb.b. (X)"),
+        ("Timeout exceeded: elapsed 2 s: While processing x. (TIMEOUT_EXCEEDED)", "[Error] The query exceeded"),
+    ],
+)
+def test_an_engine_error_reaches_the_caller_in_tinybirds_words(engine_says, caller_reads):
+    from usage_analytics.local.engine import EngineError, _first_line
+    from usage_analytics.local.settings import DEFAULTS
+    from usage_analytics.local.workspace import query_error
+
+    answer = query_error(EngineError(_first_line(RuntimeError(engine_says))), DEFAULTS, "tb")
+    assert answer.message.startswith(caller_reads) and "While" not in answer.message

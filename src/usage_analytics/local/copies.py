@@ -59,7 +59,7 @@ def run_copy(ws: Workspace, name: str, values: dict[str, str], mode: str | None 
                         params=ws.secrets.values(),
                     )
             except EngineError as exc:
-                raise query_error(exc, limits) from None
+                raise query_error(exc, limits, ws.database) from None
             result.rows = ws.engine.row_count(built, ws.database)
             if mode == "replace":
                 swap_in(ws.engine, ws.snapshot, target.name, built, ws._rollups_of(target), ws.database)
@@ -77,7 +77,7 @@ def _columns(ws: Workspace, select: str, accepted: set[str], pipe: str) -> list[
     try:
         described = ws.engine.query(f"DESCRIBE ({select})", "JSON", params=ws.secrets.values(), readonly=True)
     except EngineError as exc:
-        raise query_error(exc, ws.settings) from None
+        raise query_error(exc, ws.settings, ws.database) from None
     columns = [row["name"] for row in json.loads(described)["data"]]
     unknown = [c for c in columns if c not in accepted]
     if unknown:

@@ -25,6 +25,8 @@ from .settings import DEFAULTS, ServerSettings
 DATABASE = "tb"
 _GLOB_CHARS = "*?{}"  # what ClickHouse's file() expands in a path
 _CODE_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
+_CODE_PREFIX = re.compile(r"^(?:Code: \d+\. DB::Exception: )+")
+_QUERY_ECHO = re.compile(r"[.:]? (?:in scope|while processing) ", re.IGNORECASE)
 # Tinybird's SQL semantics where they differ from ClickHouse's defaults and real projects rely on them (inferred
 # from how Tinybird answers; its docs name no settings): a joined subquery needs no alias. Writers too: a
 # materialized view's SELECT runs in the session of the insert. Not applied: prefer_column_name_to_alias = 1, which
@@ -63,10 +65,18 @@ class DataDirLocked(Exception):
 
 
 def _first_line(exc: Exception) -> str:
-    """ClickHouse's message without the echo of the query it failed on, which can be megabytes."""
+    """ClickHouse's message as Tinybird words it: without the `Code: N. DB::Exception:` prefixes, and without the
+    echo of the query it failed on (megabytes at times, and the SQL of every node and pipe a read inlined, which
+    the caller need not see); the error's name, `(UNKNOWN_IDENTIFIER)`, stays at the end."""
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
-    line = line.split(": In scope ")[0].split(" While processing ")[0]
+    name = _CODE_NAME.search(line)
+    line = _CODE_PREFIX.sub("", line)
+    echo = _QUERY_ECHO.search(line)
+    if echo:
+        line = line[: echo.start()].rstrip(" .:") + "."
+        if name:
+            line += f" ({name.group(1)})"
     return line if len(line) <= 500 else line[:500] + "..."
 
 

@@ -354,7 +354,7 @@ class Workspace:
                 # a `tb_secret()` renders as a query parameter: its value is bound here, never put in the SQL
                 return self.engine.query(sql, fmt, params=self.secrets.values(), readonly=True)
         except EngineError as exc:
-            raise query_error(exc, self.settings) from None
+            raise query_error(exc, self.settings, self.database) from None
 
     def secrets_changed(self) -> None:
         """A secret created, changed or deleted changes what `tb_secret()` renders to, or the value it binds."""
@@ -448,10 +448,13 @@ def _adhoc_pipe(sql: str, nodes: tuple[Node, ...] = ()) -> Pipe:
     return Pipe(name="query", nodes=(*nodes, Node(name=_QUERY_NODE, sql=sql)))
 
 
-def query_error(exc: EngineError, settings: ServerSettings) -> RequestError:
+def query_error(exc: EngineError, settings: ServerSettings, database: str | None = None) -> RequestError:
     """A read that ClickHouse stopped, answered as Tinybird's Pipes and Query APIs do: a query over its time is a
     408, one over its memory or result size a 400 (it must ask for less), the server itself out of memory a 503
-    (worth a retry); anything else is the query's fault, a 400. ClickHouse's error name stays in the message."""
+    (worth a retry); anything else is the query's fault, a 400. ClickHouse's error name stays in the message; the
+    workspace's tables are named as the caller names them, without the database they are kept in."""
+    if database:
+        exc = EngineError(re.sub(rf"(?<![\w.`]){re.escape(database)}\.(?=[`\w])", "", str(exc)))
     if exc.code == "TIMEOUT_EXCEEDED":
         return RequestTimeout(f"[Error] The query exceeded the {settings.max_execution_time:g} s limit: {exc}")
     if exc.code == "MEMORY_LIMIT_EXCEEDED" and "(total)" in str(exc):
