@@ -79,16 +79,17 @@ def assert_no_payload_breaks(target, endpoint: str, param: str, sent: list[str])
             assert response.json()["error"], payload
 
 
+NUMBERED_CASES = [(i, *case) for i, case in enumerate(CASES)]
 CASE_IDS = [f"{e}-{p}" for e, p in CASES]
 
 
-@pytest.mark.parametrize(("case", "endpoint", "param"), [(i, *c) for i, c in enumerate(CASES)], ids=CASE_IDS)
+@pytest.mark.parametrize(("case", "endpoint", "param"), NUMBERED_CASES, ids=CASE_IDS)
 def test_no_parameter_value_breaks_an_endpoint(target, intact, case, endpoint, param):
     assert_no_payload_breaks(target, endpoint, param, payloads(case, slow=False))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("case", "endpoint", "param"), [(i, *c) for i, c in enumerate(CASES)], ids=CASE_IDS)
+@pytest.mark.parametrize(("case", "endpoint", "param"), NUMBERED_CASES, ids=CASE_IDS)
 def test_no_parameter_value_breaks_an_endpoint_the_rest_of_the_matrix(target, intact, case, endpoint, param):
     assert_no_payload_breaks(target, endpoint, param, payloads(case, slow=True))
 

@@ -142,12 +142,15 @@ def read_project(root: Path) -> Project:
         raise BuildError([Problem(filename(named, path), detail) for path, detail in exc.problems]) from None
 
 
-def plan(project: Project, held: State, engine: Engine, database: str) -> dict[str, Action]:
-    """What each datasource's table needs, given the signatures `held` of the tables the database holds; a change
-    that would lose rows refuses the whole build."""
+def plan(
+    project: Project, held: State, engine: Engine, database: str, tables: dict[str, dict] | None = None
+) -> dict[str, Action]:
+    """What each datasource's table needs, given the signatures `held` of the tables the database holds (and those
+    tables, `Engine.tables`, when the caller has just read them); a change that would lose rows refuses the whole
+    build."""
     actions, problems = {}, []
     derived = {pipe.output_node.target for pipe in project.materializations.values()}
-    tables = engine.tables(database)
+    tables = engine.tables(database) if tables is None else tables
     for name, ds in project.datasources.items():
         wanted, old = ddl.signature(ds), held.datasources.get(name)
         if name not in tables:
@@ -246,24 +249,24 @@ class Builder:
     def __init__(self, engine: Engine, database: str, settings: ServerSettings, state_path: Path):
         self.engine, self.database, self.settings, self.state_path = engine, database, settings, state_path
 
-    def held(self) -> State:
-        """What the database holds, by the last build: the signatures of the tables that still exist."""
+    def held(self, tables: dict[str, dict]) -> State:
+        """What the database holds, by the last build: the signatures of those of `tables` that still exist."""
         stored = State.load(self.state_path)
-        tables = self.engine.tables(self.database)
         return State({n: s for n, s in stored.datasources.items() if n in tables}, stored.pipes)
 
     def apply_tables(self, project: Project) -> BuildReport:
         """Bring the tables to `project` (checked as a whole first), with its materialized views dropped: the
         caller creates them again with `create_views` once it can render the project's pipes."""
-        held = self.held()
-        actions = plan(project, held, self.engine, self.database)
+        tables = self.engine.tables(self.database)  # one read for the plan and the views: neither changes a table
+        held = self.held(tables)
+        actions = plan(project, held, self.engine, self.database, tables)
         report = BuildReport(changes=diff(held, project))
         # a mutation that failed (left by an older version's DELETE) would block every later one on its table
         self.engine.query(
             "KILL MUTATION WHERE database = {db:String} AND NOT is_done AND latest_fail_reason != '' SYNC",
             params={"db": self.database},
         )
-        self._drop_materialized_views()
+        self._drop_materialized_views(tables)
         for name in report.changes.deleted_datasources:
             self.engine.query(f"DROP TABLE IF EXISTS {self._table(name)}")
             self.engine.query(f"DROP TABLE IF EXISTS {self._table(name + ddl.QUARANTINE_SUFFIX)}")
@@ -414,8 +417,8 @@ class Builder:
                 changes = ", ".join(f"{setting} = {wanted}" for setting in _FSYNC_SETTINGS)
                 self.engine.query(f"ALTER TABLE {self._table(name)} MODIFY SETTING {changes}")
 
-    def _drop_materialized_views(self) -> None:
-        for name, table in self.engine.tables(self.database).items():
+    def _drop_materialized_views(self, tables: dict[str, dict]) -> None:
+        for name, table in tables.items():
             if table["engine"] == "MaterializedView":
                 self.engine.query(f"DROP VIEW {self._table(name)}")
 
